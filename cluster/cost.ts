@@ -1,0 +1,107 @@
+// The cost model that decides "local or remote". One pure function family, used by the
+// node proxy (per request, per pod) and by the xDS server (per gateway node, per locality).
+//
+// Expected completion time of the next request sent to a pod, seen from the sender's node:
+//   cost = RTT(sender node → pod node) + expected wait at the pod + expected service time
+// The wait comes from the pod's current load: with `capacity` requests served in parallel
+// and `inFlight` already there, the new request queues behind (inFlight + 1 − capacity)
+// others, and the queue drains `capacity` requests per service time.
+
+export interface PodCostInput {
+  readonly pod: string;
+  readonly node: string;
+  /** Measured round trip from the sender's node to the pod's node (0 when local). */
+  readonly rttMs: number;
+  /** Requests at the pod now, from every proxy (not only this one). */
+  readonly inFlight: number;
+  /** Requests the pod serves in parallel (containerConcurrency, or its observed parallelism). */
+  readonly capacity: number;
+  /** Expected service time (EWMA of observed service times). */
+  readonly serviceTimeMs: number;
+  /** False when the pod's node does not answer probes: never chosen while others exist. */
+  readonly reachable: boolean;
+}
+
+export function expectedWaitMs(inFlight: number, capacity: number, serviceTimeMs: number): number {
+  const cap = Math.max(1, capacity);
+  const ahead = Math.max(0, inFlight + 1 - cap);
+  return (ahead / cap) * serviceTimeMs;
+}
+
+/** Expected time until the response is back at the sender. Unreachable pods cost Infinity. */
+export function expectedCompletionMs(p: PodCostInput): number {
+  if (!p.reachable) return Number.POSITIVE_INFINITY;
+  return p.rttMs + expectedWaitMs(p.inFlight, p.capacity, p.serviceTimeMs) + p.serviceTimeMs;
+}
+
+export interface LocalityPreference {
+  /** A remote choice must beat the local one by at least this many ms… */
+  readonly marginMs: number;
+  /** …and by at least this fraction of the local cost. */
+  readonly marginRatio: number;
+}
+
+export const DEFAULT_PREFERENCE: LocalityPreference = { marginMs: 2, marginRatio: 0.1 };
+
+/** Whether a remote cost beats a local one by the preference's margin. */
+export function remoteIsFaster(localMs: number, remoteMs: number, pref: LocalityPreference = DEFAULT_PREFERENCE): boolean {
+  if (!Number.isFinite(remoteMs)) return false;
+  if (!Number.isFinite(localMs)) return true;
+  return remoteMs + Math.max(pref.marginMs, pref.marginRatio * localMs) < localMs;
+}
+
+export interface LocalityShare {
+  readonly node: string;
+  /** Expected completion via the best pod of this node. */
+  readonly costMs: number;
+  /** Envoy LocalityLbEndpoints.load_balancing_weight, 1..100 within a priority. */
+  readonly weight: number;
+  /** Envoy priority: 0 is used first; contiguous. */
+  readonly priority: number;
+}
+
+/**
+ * Locality weights for one sender node (the xDS server's per-gateway view).
+ * Priority 0 holds the sender's own node, unless a remote node is faster by the margin,
+ * plus every remote node that is faster than the local one (so traffic blends out
+ * gradually as local load grows instead of flipping all at once). Without a local pod,
+ * priority 0 holds the cheapest node and those within the margin of it. Inside priority 0
+ * weights are ∝ 1/cost; the other nodes follow as failover priorities, cheapest first.
+ */
+export function localityShares(
+  senderNode: string,
+  pods: readonly PodCostInput[],
+  pref: LocalityPreference = DEFAULT_PREFERENCE,
+): LocalityShare[] {
+  const best = new Map<string, number>();
+  for (const p of pods) {
+    const c = expectedCompletionMs(p);
+    const prev = best.get(p.node);
+    if (prev === undefined || c < prev) best.set(p.node, c);
+  }
+  const byCost = [...best.entries()]
+    .filter(([, c]) => Number.isFinite(c))
+    .sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0]));
+  if (byCost.length === 0) return [];
+  const cheapest = byCost[0][1];
+  const localCost = best.get(senderNode);
+  const inFirst = ([node, cost]: [string, number]): boolean => {
+    if (localCost !== undefined && Number.isFinite(localCost)) {
+      if (node === senderNode) return !remoteIsFaster(localCost, cheapest, pref);
+      return cost < localCost;
+    }
+    return cost <= cheapest + Math.max(pref.marginMs, pref.marginRatio * cheapest);
+  };
+  const first = byCost.filter(inFirst);
+  const rest = byCost.filter((e) => !first.includes(e));
+  const inv = first.map(([, c]) => 1 / Math.max(c, 0.1));
+  const sum = inv.reduce((a, b) => a + b, 0);
+  const shares: LocalityShare[] = first.map(([node, costMs], i) => ({
+    node,
+    costMs,
+    weight: Math.max(1, Math.round((inv[i] / sum) * 100)),
+    priority: 0,
+  }));
+  rest.forEach(([node, costMs], i) => shares.push({ node, costMs, weight: 1, priority: i + 1 }));
+  return shares;
+}
