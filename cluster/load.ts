@@ -1,0 +1,64 @@
+// What the cost model needs to know beyond the cluster model: measured round trips
+// between nodes and the live load of each pod. The proxy fills a LoadView from its RTT
+// probes and the load it shares with the other proxies; the xDS server reads the same
+// view. `podCostInputs` turns a snapshot plus a view into the cost model's inputs, so both
+// halves feed the cost model identically.
+import type { ClusterSnapshot, EndpointInfo, RevisionInfo } from './model.js';
+import type { PodCostInput } from './cost.js';
+
+/** Service time assumed for a pod before anything was observed (the paper's 3–5 ms function). */
+export const DEFAULT_SERVICE_TIME_MS = 4;
+
+export interface LoadView {
+  /** Measured round trip between two nodes in ms, or undefined while unmeasured. */
+  rttMs(from: string, to: string): number | undefined;
+  /** False once `to` stopped answering `from`'s probes. */
+  reachable(from: string, to: string): boolean;
+  /** Requests at the pod now, counted over every proxy. */
+  inFlight(pod: string): number;
+  /** Expected service time of the pod (EWMA), or undefined while unobserved. */
+  serviceTimeMs(pod: string): number | undefined;
+  /** Requests the pod serves in parallel, when known from the pod itself. */
+  capacity(pod: string): number | undefined;
+}
+
+/** A view with no measurements: configured latencies, idle pods, default service time. */
+export function configuredLoadView(snapshot: () => ClusterSnapshot): LoadView {
+  return {
+    rttMs: (from, to) => snapshot().link(from, to).rttMs,
+    reachable: () => true,
+    inFlight: () => 0,
+    serviceTimeMs: () => undefined,
+    capacity: () => undefined,
+  };
+}
+
+/** Parallel capacity of a pod: containerConcurrency when set, else what the pod reports, else 1. */
+export function podCapacity(rev: RevisionInfo | undefined, pod: string, load: LoadView): number {
+  if (rev && rev.containerConcurrency > 0) return rev.containerConcurrency;
+  return Math.max(1, load.capacity(pod) ?? 1);
+}
+
+export function podCostInput(
+  snapshot: ClusterSnapshot,
+  e: EndpointInfo,
+  fromNode: string,
+  load: LoadView,
+): PodCostInput {
+  const rev = snapshot.revision(e.revision);
+  const local = e.node === fromNode;
+  return {
+    pod: e.pod,
+    node: e.node,
+    rttMs: local ? 0 : load.rttMs(fromNode, e.node) ?? snapshot.link(fromNode, e.node).rttMs,
+    inFlight: load.inFlight(e.pod),
+    capacity: podCapacity(rev, e.pod, load),
+    serviceTimeMs: load.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS,
+    reachable: local || load.reachable(fromNode, e.node),
+  };
+}
+
+/** Cost-model inputs for every ready endpoint of a revision, seen from `fromNode`. */
+export function podCostInputs(snapshot: ClusterSnapshot, revKey: string, fromNode: string, load: LoadView): PodCostInput[] {
+  return snapshot.readyEndpoints(revKey).map((e) => podCostInput(snapshot, e, fromNode, load));
+}
