@@ -1,0 +1,269 @@
+// The cluster file: the first source of the cluster model (the demo, the benches and
+// static setups read it). A mistake stops the process before it listens, with an error
+// naming the file, the line, the field and what was expected.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { isIPv4 } from 'node:net';
+import { LineCounter, parseDocument, isMap, type Node as YamlNode } from 'yaml';
+import type { ClusterState, EndpointInfo, LinkLatency, NodeInfo, RevisionInfo } from './model.js';
+import { revisionKey } from './model.js';
+
+/** The demo's cluster: the research paper's three nodes (two cloud, one edge). */
+export const DEMO_CLUSTER_FILE = fileURLToPath(new URL('../../cluster/demo-cluster.yaml', import.meta.url));
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly field: string,
+    readonly expected: string,
+    readonly line?: number,
+  ) {
+    super(`${file}${line ? `:${line}` : ''}: ${field}: expected ${expected}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** An emulated pod (demo, benches, tests): where it runs and how it behaves. */
+export interface PodSpec {
+  readonly name?: string;
+  readonly revision: string;
+  readonly node: string;
+  readonly serviceTimeMs?: { readonly min: number; readonly max: number };
+  readonly capacity?: number;
+}
+
+export interface ProxySettings {
+  /** HTTP port of every node proxy (Knative activator: 8012; chikai demo: 8080). */
+  readonly port: number;
+  readonly adminPort: number;
+  readonly policy: string;
+  /** How long a proxy keeps serving after SIGTERM before it stops accepting. */
+  readonly drainSeconds: number;
+  /** Largest request body accepted, in bytes (0 = no limit). */
+  readonly maxBodyBytes: number;
+}
+
+export interface XdsSettings {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly admin: { readonly host: string; readonly port: number };
+}
+
+export interface ClusterFile {
+  readonly file: string;
+  readonly state: ClusterState;
+  readonly pods: readonly PodSpec[];
+  readonly proxy: ProxySettings;
+  readonly xds: XdsSettings;
+  /** The raw `queue:` section, parsed by queue/ (it owns that schema). */
+  readonly queue: unknown;
+}
+
+export const DEFAULT_PROXY: ProxySettings = { port: 8080, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0 };
+export const DEFAULT_XDS: XdsSettings = { listen: { host: '127.0.0.1', port: 18000 }, admin: { host: '127.0.0.1', port: 18080 } };
+
+type Path = (string | number)[];
+
+/** Reads fields out of a parsed YAML document and reports mistakes with file, line and field. */
+class Reader {
+  constructor(
+    private readonly file: string,
+    private readonly doc: ReturnType<typeof parseDocument>,
+    private readonly lines: LineCounter,
+  ) {}
+
+  fail(path: Path, expected: string, got?: unknown): never {
+    const node = this.doc.getIn(path, true) as YamlNode | undefined;
+    const offset = node?.range?.[0];
+    const line = offset !== undefined ? this.lines.linePos(offset).line : undefined;
+    const shown = got === undefined ? '' : `, got ${JSON.stringify(got)}`;
+    throw new ConfigError(this.file, fieldName(path), expected + shown, line);
+  }
+
+  string(path: Path, dflt?: string): string {
+    const v = getPlain(this.js, path);
+    if (v === undefined && dflt !== undefined) return dflt;
+    if (typeof v !== 'string' || v.trim() === '') this.fail(path, 'a non-empty string', v);
+    return v;
+  }
+
+  number(path: Path, dflt: number | undefined, min: number, max = Number.MAX_SAFE_INTEGER, integer = false): number {
+    const v = getPlain(this.js, path);
+    if (v === undefined && dflt !== undefined) return dflt;
+    const what = `${integer ? 'an integer' : 'a number'} from ${min} to ${max}`;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) this.fail(path, what, v);
+    return v;
+  }
+
+  boolean(path: Path, dflt: boolean): boolean {
+    const v = getPlain(this.js, path);
+    if (v === undefined) return dflt;
+    if (typeof v !== 'boolean') this.fail(path, 'true or false', v);
+    return v;
+  }
+
+  list(path: Path, required: boolean): unknown[] {
+    const v = getPlain(this.js, path);
+    if (v === undefined && !required) return [];
+    if (!Array.isArray(v)) this.fail(path, 'a list', v);
+    return v;
+  }
+
+  map(path: Path, required: boolean): Record<string, unknown> | undefined {
+    const v = getPlain(this.js, path);
+    if (v === undefined && !required) return undefined;
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(path, 'a mapping', v);
+    return v as Record<string, unknown>;
+  }
+
+  get js(): unknown {
+    this.cache ??= this.doc.toJS() as unknown;
+    return this.cache;
+  }
+  private cache: unknown;
+}
+
+function getPlain(root: unknown, path: Path): unknown {
+  let cur = root;
+  for (const k of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[k];
+  }
+  return cur;
+}
+
+function fieldName(path: Path): string {
+  return path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${k}` : k), '') || '(top level)';
+}
+
+const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+export function loadClusterFile(file: string): ClusterFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, '(file)', `a readable cluster file (${(err as Error).message})`);
+  }
+  return parseClusterFile(text, file);
+}
+
+export function parseClusterFile(text: string, file: string): ClusterFile {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const line = lines.linePos(e.pos[0]).line;
+    throw new ConfigError(file, '(syntax)', `valid YAML (${e.message.split('\n')[0]})`, line);
+  }
+  if (!isMap(doc.contents)) throw new ConfigError(file, '(top level)', 'a mapping with nodes, latency, revisions and pods or endpoints');
+  const r = new Reader(file, doc, lines);
+
+  const known = new Set(['domain', 'externalDomains', 'nodes', 'latency', 'revisions', 'endpoints', 'pods', 'proxy', 'queue', 'xds']);
+  for (const k of Object.keys(r.js as object)) if (!known.has(k)) r.fail([k], `one of the top-level fields ${[...known].join(', ')}`, k);
+
+  const domain = r.string(['domain'], 'cluster.local');
+  const externalDomains = r.list(['externalDomains'], false).map((_, i) => r.string(['externalDomains', i]).toLowerCase());
+
+  const nodes: NodeInfo[] = r.list(['nodes'], true).map((_, i) => {
+    r.map(['nodes', i], true);
+    const name = r.string(['nodes', i, 'name']);
+    if (!NAME.test(name)) r.fail(['nodes', i, 'name'], 'a Kubernetes node name (lower-case letters, digits, - and .)', name);
+    const address = r.string(['nodes', i, 'address']);
+    if (!isIPv4(address)) r.fail(['nodes', i, 'address'], 'an IPv4 address (emulated nodes use 127.0.1.N)', address);
+    return { name, address, region: r.string(['nodes', i, 'region'], 'default'), zone: r.string(['nodes', i, 'zone'], 'default') };
+  });
+  if (nodes.length === 0) r.fail(['nodes'], 'at least one node');
+  const nodeNames = new Set<string>();
+  nodes.forEach((n, i) => {
+    if (nodeNames.has(n.name)) r.fail(['nodes', i, 'name'], 'a node name used once', n.name);
+    nodeNames.add(n.name);
+  });
+  const nodeField = (path: Path): string => {
+    const n = r.string(path);
+    if (!nodeNames.has(n)) r.fail(path, `one of the nodes (${[...nodeNames].join(', ')})`, n);
+    return n;
+  };
+
+  const latency: Record<string, Record<string, LinkLatency>> = {};
+  r.list(['latency'], false).forEach((_, i) => {
+    const between = r.list(['latency', i, 'between'], true);
+    if (between.length !== 2) r.fail(['latency', i, 'between'], 'two node names, e.g. [node1, node3]', between);
+    const a = nodeField(['latency', i, 'between', 0]);
+    const b = nodeField(['latency', i, 'between', 1]);
+    const link = { rttMs: r.number(['latency', i, 'rttMs'], undefined, 0, 60_000), jitterMs: r.number(['latency', i, 'jitterMs'], 0, 0, 60_000) };
+    (latency[a] ??= {})[b] = link;
+    (latency[b] ??= {})[a] = link;
+  });
+
+  const revisions: RevisionInfo[] = r.list(['revisions'], true).map((_, i) => {
+    const p = (f: string): Path => ['revisions', i, f];
+    const protocol = r.string(p('protocol'), 'http1');
+    if (protocol !== 'http1' && protocol !== 'h2c') return r.fail(p('protocol'), 'http1 or h2c', protocol);
+    return {
+      namespace: r.string(p('namespace'), 'default'),
+      service: r.string(p('service')),
+      name: r.string(p('name')),
+      hosts: r.list(p('hosts'), false).map((_, j) => r.string(['revisions', i, 'hosts', j]).toLowerCase()),
+      containerConcurrency: r.number(p('containerConcurrency'), 0, 0, 1000, true),
+      timeoutSeconds: r.number(p('timeoutSeconds'), 300, 0.001, 600),
+      protocol,
+    };
+  });
+  const revKeys = new Set(revisions.map((x) => revisionKey(x.namespace, x.name)));
+  const revisionField = (path: Path): string => {
+    const k = r.string(path);
+    if (!revKeys.has(k)) r.fail(path, `a revision as <namespace>/<name> (${[...revKeys].join(', ')})`, k);
+    return k;
+  };
+
+  const endpoints: EndpointInfo[] = r.list(['endpoints'], false).map((_, i) => {
+    const p = (f: string): Path => ['endpoints', i, f];
+    const address = r.string(p('address'));
+    if (!isIPv4(address)) r.fail(p('address'), 'an IPv4 address', address);
+    return {
+      pod: r.string(p('pod')),
+      revision: revisionField(p('revision')),
+      node: nodeField(p('node')),
+      address,
+      port: r.number(p('port'), undefined, 1, 65535, true),
+      ready: r.boolean(p('ready'), true),
+    };
+  });
+
+  const pods: PodSpec[] = r.list(['pods'], false).map((_, i) => {
+    const p = (f: string): Path => ['pods', i, f];
+    const st = r.map(p('serviceTimeMs'), false);
+    const serviceTimeMs = st
+      ? { min: r.number(['pods', i, 'serviceTimeMs', 'min'], undefined, 0, 600_000), max: r.number(['pods', i, 'serviceTimeMs', 'max'], undefined, 0, 600_000) }
+      : undefined;
+    if (serviceTimeMs && serviceTimeMs.max < serviceTimeMs.min) r.fail(['pods', i, 'serviceTimeMs', 'max'], `a number ≥ min (${serviceTimeMs.min})`, serviceTimeMs.max);
+    const name = getPlain(r.js, p('name')) === undefined ? undefined : r.string(p('name'));
+    return { name, revision: revisionField(p('revision')), node: nodeField(p('node')), serviceTimeMs, capacity: r.number(p('capacity'), 1, 1, 10_000, true) };
+  });
+
+  const proxy: ProxySettings = {
+    port: r.number(['proxy', 'port'], DEFAULT_PROXY.port, 1, 65535, true),
+    adminPort: r.number(['proxy', 'adminPort'], DEFAULT_PROXY.adminPort, 1, 65535, true),
+    policy: r.string(['proxy', 'policy'], DEFAULT_PROXY.policy),
+    drainSeconds: r.number(['proxy', 'drainSeconds'], DEFAULT_PROXY.drainSeconds, 0, 3600),
+    maxBodyBytes: r.number(['proxy', 'maxBodyBytes'], DEFAULT_PROXY.maxBodyBytes, 0, Number.MAX_SAFE_INTEGER, true),
+  };
+
+  const hostPort = (path: Path, dflt: { host: string; port: number }): { host: string; port: number } => {
+    const v = getPlain(r.js, path);
+    if (v === undefined) return dflt;
+    const m = typeof v === 'string' ? /^(\d+\.\d+\.\d+\.\d+):(\d{1,5})$/.exec(v) : null;
+    if (!m || Number(m[2]) > 65535) return r.fail(path, 'host:port, e.g. 127.0.0.1:18000', v);
+    return { host: m[1], port: Number(m[2]) };
+  };
+  const xds: XdsSettings = { listen: hostPort(['xds', 'listen'], DEFAULT_XDS.listen), admin: hostPort(['xds', 'admin'], DEFAULT_XDS.admin) };
+
+  return {
+    file,
+    state: { domain, externalDomains, nodes, revisions, endpoints, latency },
+    pods,
+    proxy,
+    xds,
+    queue: getPlain(r.js, ['queue']),
+  };
+}
