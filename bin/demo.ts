@@ -1,0 +1,58 @@
+// `chikai demo`: the emulated three-node cluster on this machine, with one proxy per node,
+// running until Ctrl-C.
+import { parseArgs } from 'node:util';
+import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
+import { startEmulatedStack } from './stack.js';
+
+export async function demoCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      cluster: { type: 'string', default: DEMO_CLUSTER_FILE },
+      policy: { type: 'string' },
+    },
+  });
+  const file = loadClusterFile(values.cluster);
+  const stack = await startEmulatedStack({ file, policy: values.policy });
+  const snap = stack.model.current;
+  const rev = snap.revisions[0];
+  const host = rev ? `${rev.service}.${rev.namespace}.svc.${snap.state.domain}` : 'hello.default.svc.cluster.local';
+  const edge = snap.nodes[snap.nodes.length - 1];
+  const lines = [
+    `chikai demo: ${snap.nodes.length} emulated nodes, ${stack.cluster.pods.length} pods, policy ${values.policy ?? file.proxy.policy}`,
+    '',
+    'nodes (proxy / admin):',
+    ...snap.nodes.map((n) => {
+      const p = stack.proxies.get(n.name);
+      return `  ${n.name.padEnd(8)} ${n.region.padEnd(6)} http://${n.address}:${p?.address.port}  admin http://${n.address}:${p?.adminAddress?.port}/metrics`;
+    }),
+    '',
+    'round trips injected between nodes:',
+    ...snap.nodes.flatMap((a, i) => snap.nodes.slice(i + 1).map((b) => {
+      const l = snap.link(a.name, b.name);
+      return `  ${a.name} ↔ ${b.name}: ${l.rttMs} ms ± ${l.jitterMs} ms`;
+    })),
+    '',
+    'pods:',
+    ...snap.state.endpoints.map((e) => `  ${e.pod.padEnd(28)} ${e.node}  ${e.address}:${e.port}`),
+    '',
+    'try:',
+    `  curl -s -H 'Host: ${host}' http://${edge.address}:${stack.proxies.get(edge.name)?.address.port}/`,
+    `  curl -s http://${edge.address}:${stack.proxies.get(edge.name)?.adminAddress?.port}/metrics | grep chikai_requests_total`,
+    '',
+    'Ctrl-C stops everything.',
+  ];
+  console.log(lines.join('\n'));
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    console.log('\nstopping the emulated cluster…');
+    stack.close().then(() => process.exit(0), (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    });
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}

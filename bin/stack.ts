@@ -1,0 +1,96 @@
+// The emulated stack: the emulated cluster (pods behind user-space latency) plus one chikai
+// node proxy per node, all in this process. The demo, the benches and the tests start it
+// here, and only here.
+import { loadClusterFile, DEMO_CLUSTER_FILE, type ClusterFile } from '../cluster/config.js';
+import { ClusterModel } from '../cluster/model.js';
+import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/cluster.js';
+import { NodeProxy } from '../proxy/server.js';
+import { createPolicy } from '../proxy/policy/index.js';
+import { parseQueueSettings } from '../proxy/queueing.js';
+
+export interface StackOptions {
+  /** The cluster file (default: the embedded demo cluster). */
+  readonly file?: ClusterFile;
+  /** Policy for every proxy (default: the file's `proxy.policy`). */
+  readonly policy?: string;
+  /** Proxy port on every node address; 0 picks free ports (tests). Default: the file's. */
+  readonly proxyPort?: number;
+  /** Admin port on every node address; 0 picks free ports. Default: the file's. */
+  readonly adminPort?: number;
+  readonly drainSeconds?: number;
+  /** Seed for the network's jitter and the pods' service times. */
+  readonly seed?: number;
+}
+
+export interface EmulatedStack {
+  readonly file: ClusterFile;
+  readonly model: ClusterModel;
+  readonly cluster: EmulatedCluster;
+  readonly proxies: ReadonlyMap<string, NodeProxy>;
+  /** Port every node's proxy is reachable on, at the node's address. */
+  readonly proxyPort: number;
+  /** `http://<node address>:<proxy port>` of a node's proxy. */
+  proxyUrl(node: string): string;
+  /** `http://<node address>:<admin port>` of a node's proxy admin server. */
+  adminUrl(node: string): string;
+  close(): Promise<void>;
+}
+
+export async function startEmulatedStack(opts: StackOptions = {}): Promise<EmulatedStack> {
+  const file = opts.file ?? loadClusterFile(DEMO_CLUSTER_FILE);
+  const model = new ClusterModel(file.state);
+  const queue = parseQueueSettings(file.queue, file.file);
+  const cluster = await startEmulatedCluster({ model, pods: file.pods, seed: opts.seed });
+  const proxies = new Map<string, NodeProxy>();
+  // Every proxy listens on its node's hidden address and is reached through the emulated
+  // network on the node address, so proxy-to-proxy traffic (RTT probes, failover) pays the
+  // inter-node latency. All nodes use one port, as a DaemonSet would.
+  let proxyPort = opts.proxyPort ?? file.proxy.port;
+  try {
+    for (const node of model.current.nodes) {
+      const proxy = new NodeProxy({
+        model,
+        node: node.name,
+        listen: { host: cluster.hiddenHost(node.name), port: 0 },
+        admin: { host: node.address, port: opts.adminPort ?? file.proxy.adminPort },
+        peerPort: proxyPort === 0 ? undefined : proxyPort,
+        policy: createPolicy(opts.policy ?? file.proxy.policy),
+        queue,
+        drainSeconds: opts.drainSeconds ?? file.proxy.drainSeconds,
+        maxBodyBytes: file.proxy.maxBodyBytes,
+        localAddress: node.address,
+      });
+      proxies.set(node.name, proxy);
+      await proxy.start();
+      const exposed = await cluster.expose(node.name, proxyPort, { host: proxy.address.address, port: proxy.address.port });
+      proxyPort = exposed.port;
+    }
+    // With a port picked at start, the probes learn it now.
+    for (const p of proxies.values()) p.setPeerPort(proxyPort);
+  } catch (err) {
+    await Promise.all([...proxies.values()].map((p) => p.close()));
+    await cluster.close();
+    throw err;
+  }
+  return {
+    file,
+    model,
+    cluster,
+    proxies,
+    proxyPort,
+    proxyUrl(node: string): string {
+      const n = model.current.node(node);
+      if (!n || !proxies.has(node)) throw new Error(`no proxy on node ${node}`);
+      return `http://${n.address}:${proxyPort}`;
+    },
+    adminUrl(node: string): string {
+      const a = proxies.get(node)?.adminAddress;
+      if (!a) throw new Error(`no proxy admin on node ${node}`);
+      return `http://${a.address}:${a.port}`;
+    },
+    async close(): Promise<void> {
+      await Promise.all([...proxies.values()].map((p) => p.close()));
+      await cluster.close();
+    },
+  };
+}

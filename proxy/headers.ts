@@ -1,0 +1,57 @@
+// Header rewriting between the client and the pod, the way Knative's activator does it.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+export const KNATIVE_NAMESPACE_HEADER = 'knative-serving-namespace';
+export const KNATIVE_REVISION_HEADER = 'knative-serving-revision';
+export const PROXY_REQUEST_HEADER = 'k-proxy-request';
+export const NETWORK_PROBE_HEADER = 'k-network-probe';
+
+/** Headers that describe one connection, never forwarded (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'transfer-encoding', 'upgrade',
+]);
+
+function connectionTokens(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
+  const c = headers['connection'];
+  const list = Array.isArray(c) ? c.join(',') : c ?? '';
+  return new Set(list.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
+}
+
+/**
+ * The headers sent to the pod: hop-by-hop and Knative routing headers removed,
+ * `K-Proxy-Request: activator` and the X-Forwarded-* pair set.
+ */
+export function upstreamRequestHeaders(
+  headers: IncomingHttpHeaders,
+  clientAddress: string | undefined,
+  encrypted: boolean,
+): Record<string, string | string[]> {
+  const drop = connectionTokens(headers);
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue;
+    if (name === KNATIVE_NAMESPACE_HEADER || name === KNATIVE_REVISION_HEADER) continue;
+    // undici sends 100-continue itself only when asked; the client's expectation was
+    // already answered by this server.
+    if (name === 'expect') continue;
+    out[name] = value;
+  }
+  out[PROXY_REQUEST_HEADER] = 'activator';
+  const client = clientAddress?.startsWith('::ffff:') ? clientAddress.slice(7) : clientAddress;
+  const xff = headers['x-forwarded-for'];
+  if (client) out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${client}` : client;
+  if (!headers['x-forwarded-proto']) out['x-forwarded-proto'] = encrypted ? 'https' : 'http';
+  return out;
+}
+
+/** The pod's response headers as sent to the client, hop-by-hop ones removed. */
+export function downstreamResponseHeaders(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
+  const drop = connectionTokens(headers);
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
