@@ -1,6 +1,63 @@
+// The shared cost model: one pure function family for the proxy and the xDS server.
 import t from 'tap';
-import { expectedCompletionMs } from '../cluster/cost.js';
+import { expectedCompletionMs, expectedWaitMs, localityShares, remoteIsFaster, type PodCostInput } from '../cluster/cost.js';
 
-t.test('idle pod costs its rtt plus its service time', async (t) => {
-  t.equal(expectedCompletionMs({ pod: 'p', node: 'n', rttMs: 50, inFlight: 0, capacity: 1, serviceTimeMs: 4, reachable: true }), 54);
+const pod = (node: string, rttMs: number, inFlight: number, over: Partial<PodCostInput> = {}): PodCostInput => ({
+  pod: `p-${node}`, node, rttMs, inFlight, capacity: 4, serviceTimeMs: 4, reachable: true, ...over,
+});
+
+t.test('completion time = RTT + expected wait + service time', async (t) => {
+  t.equal(expectedCompletionMs(pod('a', 50, 0, { capacity: 1 })), 54, 'idle remote pod: RTT + service');
+  t.equal(expectedWaitMs(3, 4, 4), 0, 'a free slot means no wait');
+  t.equal(expectedWaitMs(4, 4, 4), 1, 'one ahead in line over 4 slots: a quarter service time');
+  t.equal(expectedWaitMs(43, 4, 4), 40, '40 ahead, 4 slots, 4 ms each: 40 ms');
+  t.equal(expectedCompletionMs(pod('a', 0, 0, { reachable: false })), Infinity, 'unreachable pods are never cheaper');
+});
+
+t.test('remote must beat local by the margin', async (t) => {
+  t.notOk(remoteIsFaster(10, 9), '1 ms faster is within the 2 ms margin');
+  t.ok(remoteIsFaster(10, 7), '3 ms faster beats the margin');
+  t.notOk(remoteIsFaster(100, 95), 'the margin is 10 % of the local cost when larger');
+  t.ok(remoteIsFaster(100, 85));
+  t.ok(remoteIsFaster(Infinity, 50), 'an unreachable local loses to anything reachable');
+  t.notOk(remoteIsFaster(5, Infinity));
+});
+
+t.test('an idle local pod keeps all traffic local; remotes are failover priorities', async (t) => {
+  const shares = localityShares('node3', [pod('node3', 0, 0), pod('node1', 50, 0), pod('node2', 50, 0)]);
+  const local = shares.find((s) => s.node === 'node3')!;
+  t.equal(local.priority, 0);
+  t.equal(local.weight, 100);
+  t.same(shares.filter((s) => s.priority === 0).map((s) => s.node), ['node3'], 'nothing remote in priority 0');
+  t.same(shares.filter((s) => s.node !== 'node3').map((s) => s.priority).sort(), [1, 2], 'remote nodes are contiguous failover priorities');
+});
+
+t.test('spills when the local queue makes waiting longer than the round trip, returns when load falls', async (t) => {
+  // 60 in flight over 4 slots of 4 ms: 57 ms wait + 4 ms service = 61 ms > 54 ms + margin.
+  const busy = localityShares('node3', [pod('node3', 0, 60), pod('node1', 50, 0), pod('node2', 50, 0)]);
+  t.same(busy.filter((s) => s.priority === 0).map((s) => s.node).sort(), ['node1', 'node2'], 'the remote pods take over');
+  t.equal(busy.find((s) => s.node === 'node3')!.priority, 1, 'local becomes the failover');
+  // Moderately busy: local (33 ms) still cheaper than remote (54 ms).
+  const moderate = localityShares('node3', [pod('node3', 0, 32), pod('node1', 50, 0)]);
+  t.same(moderate.filter((s) => s.priority === 0).map((s) => s.node), ['node3']);
+  // Load falls again.
+  const calm = localityShares('node3', [pod('node3', 0, 1), pod('node1', 50, 0)]);
+  t.same(calm.filter((s) => s.priority === 0).map((s) => s.node), ['node3'], 'back to local');
+});
+
+t.test('between local and remote the shares blend instead of flipping', async (t) => {
+  // Local 55.5 ms vs remote 54 ms: remote is faster, but not by the margin.
+  const s = localityShares('node3', [pod('node3', 0, 54), pod('node1', 50, 0)]);
+  const p0 = s.filter((x) => x.priority === 0);
+  t.same(p0.map((x) => x.node).sort(), ['node1', 'node3'], 'both share priority 0');
+  t.ok(Math.abs(p0[0].weight - p0[1].weight) <= 4, 'weights ∝ 1/cost, nearly equal here');
+  t.ok(p0.every((x) => x.weight >= 1), 'every priority-0 locality has weight ≥ 1');
+});
+
+t.test('without a local pod the cheapest nodes share priority 0', async (t) => {
+  const s = localityShares('edge', [pod('node1', 50, 0), pod('node2', 51, 0), pod('node4', 200, 0)]);
+  t.same(s.filter((x) => x.priority === 0).map((x) => x.node).sort(), ['node1', 'node2']);
+  t.equal(s.find((x) => x.node === 'node4')!.priority, 1);
+  t.same(localityShares('edge', []), [], 'no pods, no localities');
+  t.same(localityShares('edge', [pod('node1', 50, 0, { reachable: false })]), [], 'unreachable nodes are left out');
 });

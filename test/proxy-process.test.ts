@@ -1,0 +1,102 @@
+// `chikai proxy` as its own process: a bad cluster file stops it before it listens, and
+// SIGTERM drains without losing an in-flight request.
+import t from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+import { EmulatedPod } from '../cluster/emulated/pod.js';
+import { sleep } from './support.js';
+
+const CLI = fileURLToPath(new URL('../bin/chikai.js', import.meta.url));
+
+function run(args: string[]): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function exited(p: ChildProcess): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  p.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  p.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => p.on('exit', (code) => resolve({ code, stdout, stderr })));
+}
+
+/** Resolves with the `host:port` the proxy printed once it listens. */
+function listening(p: ChildProcess): Promise<{ proxy: string; admin: string }> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    p.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (\S+), admin on (\S+)/.exec(out);
+      if (m) resolve({ proxy: m[1], admin: m[2] });
+    });
+    p.on('exit', (code) => reject(new Error(`proxy exited with ${code} before listening`)));
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'chikai-proxy-'));
+
+t.test('a broken cluster file: exit 2 before listening, naming file, line, field and expectation', async (t) => {
+  const file = join(dir, 'broken.yaml');
+  writeFileSync(file, [
+    'nodes:',
+    '  - { name: node1, address: 127.0.1.1 }',
+    'revisions:',
+    '  - { namespace: default, service: hello, name: hello-00001, containerConcurrency: many }',
+  ].join('\n'));
+  const r = await exited(run(['proxy', '--node', 'node1', '--cluster', file, '--listen', '127.0.1.1:0', '--admin', '127.0.1.1:0']));
+  t.equal(r.code, 2);
+  t.match(r.stderr, `${file}:4: revisions[0].containerConcurrency: expected an integer from 0 to 1000, got "many"`);
+  t.notMatch(r.stdout, /listening/);
+
+  const missing = await exited(run(['proxy', '--node', 'node1', '--cluster', join(dir, 'nope.yaml')]));
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, /nope\.yaml: \(file\): expected a readable cluster file/);
+
+  const unknownNode = join(dir, 'ok.yaml');
+  writeFileSync(unknownNode, 'nodes: [{ name: node1, address: 127.0.1.1 }]\nrevisions: []\n');
+  const r2 = await exited(run(['proxy', '--node', 'node9', '--cluster', unknownNode]));
+  t.equal(r2.code, 2);
+  t.match(r2.stderr, /--node node9: no such node/);
+});
+
+t.test('SIGTERM: readiness fails at once, in-flight requests finish, then new connections are refused and it exits 0', async (t) => {
+  const pod = new EmulatedPod({ name: 'hello-00001-node1-drain', node: 'node1', revision: 'default/hello-00001', host: '127.0.1.1', capacity: 50 });
+  const port = await pod.start();
+  t.teardown(() => pod.close(0));
+  const file = join(dir, 'drain.yaml');
+  writeFileSync(file, [
+    'nodes: [{ name: node1, address: 127.0.1.1 }]',
+    'revisions: [{ namespace: default, service: hello, name: hello-00001 }]',
+    `endpoints: [{ pod: hello-00001-node1-drain, revision: default/hello-00001, node: node1, address: 127.0.1.1, port: ${port} }]`,
+  ].join('\n'));
+  const p = run(['proxy', '--node', 'node1', '--cluster', file, '--listen', '127.0.1.1:0', '--admin', '127.0.1.1:0', '--drain-seconds', '1']);
+  const done = exited(p);
+  const at = await listening(p);
+  t.teardown(() => { if (p.exitCode === null) p.kill('SIGKILL'); });
+  const base = `http://${at.proxy}`;
+  t.equal((await request(`http://${at.admin}/readyz`)).statusCode, 200);
+
+  // 20 requests that take 1.5 s each, in flight when SIGTERM arrives.
+  const inflight = Array.from({ length: 20 }, () =>
+    request(`${base}/sleep?ms=1500`, { headers: { host: 'hello.default' } }).then(async (r) => ({ status: r.statusCode, body: await r.body.text() })),
+  );
+  await sleep(200);
+  p.kill('SIGTERM');
+  await sleep(100);
+  const ready = await request(`http://${at.admin}/readyz`);
+  t.equal(ready.statusCode, 503, 'readiness fails at once');
+  await ready.body.dump();
+  const during = await request(`${base}/`, { headers: { host: 'hello.default' } });
+  t.equal(during.statusCode, 200, 'still serving while the load balancers catch up');
+  await during.body.dump();
+
+  const results = await Promise.all(inflight);
+  t.same(results.map((r) => r.status), Array(20).fill(200), 'no in-flight request lost');
+  const { code } = await done;
+  t.equal(code, 0, 'exits 0 after the drain');
+  await t.rejects(request(`${base}/`, { headers: { host: 'hello.default' } }), 'new connections are refused after the drain');
+});
