@@ -20,7 +20,8 @@ export class EndpointState {
   /** Keep-alive pool to the endpoint, bound to this node's address so the receiver knows the sender. */
   get pool(): Pool {
     this.poolInstance ??= new Pool(`http://${this.info.address}:${this.info.port}`, {
-      connect: this.localAddress ? { localAddress: this.localAddress } : undefined,
+      // Top-level localAddress: undici 7 ignores the one inside `connect`.
+      localAddress: this.localAddress,
       // The revision timeout governs (see forward.ts); undici's own timers would cut long responses.
       headersTimeout: 0,
       bodyTimeout: 0,

@@ -110,7 +110,8 @@ export class RttProber {
         url,
         pool: new Pool(url, {
           connections: 2,
-          connect: this.opts.localAddress ? { localAddress: this.opts.localAddress, timeout: this.timeout } : { timeout: this.timeout },
+          localAddress: this.opts.localAddress,
+          connect: { timeout: this.timeout },
           keepAliveTimeout: 60_000,
         }),
         samples: [],

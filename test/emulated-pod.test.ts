@@ -1,0 +1,384 @@
+// The emulated Knative pod (user container + queue-proxy behaviour) and the emulated
+// cluster that exposes pods through the latency-injecting network. Real sockets.
+import t, { type Test } from 'tap';
+import http from 'node:http';
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import { Agent, request } from 'undici';
+import WebSocket from 'ws';
+import { ClusterModel, type ClusterState } from '../cluster/model.js';
+import { EmulatedPod, LOAD_HEADER, POD_HEADER } from '../cluster/emulated/pod.js';
+import { parseOrcaHeader } from '../cluster/orca.js';
+import { startEmulatedCluster } from '../cluster/emulated/cluster.js';
+
+async function startPod(t: Test, opts: Partial<ConstructorParameters<typeof EmulatedPod>[0]> = {}): Promise<{ pod: EmulatedPod; base: string }> {
+  const pod = new EmulatedPod({ name: 'hello-00001-node1-abcde', node: 'node1', revision: 'default/hello-00001', host: '127.0.2.1', ...opts });
+  const port = await pod.start();
+  t.teardown(() => pod.close(0));
+  return { pod, base: `http://127.0.2.1:${port}` };
+}
+
+// A fresh connection per request so concurrency is real, not pipelined.
+const noKeepAlive = new Agent({ pipelining: 0 });
+t.teardown(() => noKeepAlive.close());
+
+async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  const res = await request(url, { headers, dispatcher: noKeepAlive });
+  const body = await res.body.text();
+  return { status: res.statusCode, body, headers: res.headers as http.IncomingHttpHeaders };
+}
+
+t.test('default route: Konnichiwa after the service time, with pod header and ORCA load', async (t) => {
+  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 3, max: 5 }, capacity: 2 });
+  const t0 = performance.now();
+  const res = await get(`${base}/anything`);
+  const ms = performance.now() - t0;
+  t.equal(res.status, 200);
+  t.equal(res.body, 'Konnichiwa from hello-00001-node1-abcde in node1\n');
+  t.equal(res.headers[POD_HEADER], 'hello-00001-node1-abcde');
+  t.ok(ms >= 2.5 && ms < 50, `took the service time (${ms.toFixed(1)} ms)`);
+  const load = parseOrcaHeader(res.headers[LOAD_HEADER] as string);
+  t.ok(load, `ORCA header parses: ${res.headers[LOAD_HEADER]}`);
+  t.match(res.headers[LOAD_HEADER], /^TEXT cpu_utilization=[\d.]+, rps_fractional=[\d.]+, named_metrics\.in_flight=\d+, named_metrics\.capacity=2$/);
+  t.equal(load!.cpuUtilization, 0, 'idle after answering');
+  t.equal(load!.named.capacity, 2);
+  t.equal(load!.named.in_flight, 0);
+  t.equal(load!.rpsFractional, 1, 'one request in the last second');
+  t.equal(pod.served, 1);
+  t.equal(pod.inFlight, 0);
+});
+
+t.test('service times follow the configured distribution, without burning CPU', async (t) => {
+  const { base } = await startPod(t, { serviceTimeMs: { min: 20, max: 40 }, capacity: 20 });
+  const times = await Promise.all(
+    Array.from({ length: 20 }, async () => {
+      const t0 = performance.now();
+      await get(`${base}/`);
+      return performance.now() - t0;
+    }),
+  );
+  t.ok(Math.min(...times) >= 19, `min ${Math.min(...times).toFixed(1)} ≥ 20 ms`);
+  t.ok(Math.max(...times) < 80, `max ${Math.max(...times).toFixed(1)} ms`);
+  // While requests sit out a long service time the process should be idle: a busy wait
+  // would cost about as much CPU as wall time.
+  const long = await startPod(t, { serviceTimeMs: { min: 700, max: 700 }, capacity: 4 });
+  const all = Promise.all(Array.from({ length: 4 }, () => get(`${long.base}/`)));
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal(long.pod.busy, 4, 'four requests in service');
+  const cpu0 = process.cpuUsage();
+  const w0 = performance.now();
+  await new Promise((r) => setTimeout(r, 400));
+  const wall = performance.now() - w0;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  await all;
+  t.comment(`4 requests in a 700 ms service time: ${cpuMs.toFixed(1)} ms CPU over ${wall.toFixed(0)} ms`);
+  t.ok(cpuMs < wall / 10, 'CPU time far below the service time (timers, not busy waits)');
+});
+
+t.test('queue-proxy probes', async (t) => {
+  const { pod, base } = await startPod(t);
+  let res = await get(`${base}/healthz`, { 'K-Network-Probe': 'queue' });
+  t.equal(res.status, 200);
+  t.equal(res.body, 'queue');
+  res = await get(`${base}/`, { 'K-Network-Probe': 'probe' });
+  t.same([res.status, res.body], [200, 'queue'], 'any K-Network-Probe is answered by the queue-proxy');
+  res = await get(`${base}/healthz`, { 'User-Agent': 'kube-probe/1.30' });
+  t.same([res.status, res.body], [200, 'queue'], 'kubelet probe');
+  pod.setReady(false);
+  res = await get(`${base}/healthz`, { 'K-Network-Probe': 'queue' });
+  t.equal(res.status, 503, 'not ready → 503');
+  res = await get(`${base}/`);
+  t.equal(res.status, 200, 'a pod that is not ready still serves requests');
+  pod.setReady(true);
+  res = await get(`${base}/healthz`, { 'K-Network-Probe': 'queue' });
+  t.equal(res.status, 200, 'ready again');
+  t.equal(pod.served, 1, 'probes are not counted as served');
+});
+
+t.test('/echo streams the body back as it arrives', async (t) => {
+  const { base } = await startPod(t);
+  const url = new URL(`${base}/echo`);
+  const req = http.request({ host: url.hostname, port: url.port, path: '/echo', method: 'POST', headers: { 'content-type': 'text/plain' } });
+  req.write('first part;');
+  const res = await new Promise<http.IncomingMessage>((r) => req.on('response', r));
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers['transfer-encoding'], 'chunked');
+  t.ok(res.headers[LOAD_HEADER]);
+  const first = await new Promise<string>((r) => res.once('data', (d: Buffer) => r(d.toString())));
+  t.equal(first, 'first part;', 'first chunk echoed before the request ended');
+  let rest = '';
+  res.on('data', (d: Buffer) => (rest += d.toString()));
+  const ended = new Promise<void>((r) => res.on('end', () => r()));
+  req.end('second part');
+  await ended;
+  t.equal(rest, 'second part');
+});
+
+t.test('/count consumes a large upload and reports its size', async (t) => {
+  const { base } = await startPod(t);
+  const size = 32 * 1024 * 1024;
+  const chunk = Buffer.alloc(1024 * 1024, 7);
+  async function* body() {
+    for (let sent = 0; sent < size; sent += chunk.length) yield chunk;
+  }
+  const res = await request(`${base}/count`, { method: 'POST', body: Readable.from(body()), dispatcher: noKeepAlive });
+  t.equal(res.statusCode, 200);
+  t.same(await res.body.json(), { bytes: size });
+});
+
+t.test('/headers answers with the request headers', async (t) => {
+  const { base } = await startPod(t);
+  const res = await get(`${base}/headers`, { 'x-test': 'yes', 'k-proxy-request': 'activator' });
+  const h = JSON.parse(res.body) as Record<string, string>;
+  t.equal(h['x-test'], 'yes');
+  t.equal(h['k-proxy-request'], 'activator');
+  t.equal(res.headers['content-type'], 'application/json');
+});
+
+t.test('/stream sends chunks apart in time', async (t) => {
+  const { base } = await startPod(t);
+  const res = await request(`${base}/stream?chunks=4&intervalMs=60`, { dispatcher: noKeepAlive });
+  t.equal(res.statusCode, 200);
+  const arrivals: { at: number; text: string }[] = [];
+  const t0 = performance.now();
+  for await (const d of res.body) arrivals.push({ at: performance.now() - t0, text: (d as Buffer).toString() });
+  t.equal(arrivals.map((a) => a.text).join(''), 'chunk 0\nchunk 1\nchunk 2\nchunk 3\n');
+  t.ok(arrivals.length >= 3, `arrived in ${arrivals.length} pieces`);
+  t.ok(arrivals[arrivals.length - 1]!.at - arrivals[0]!.at >= 150, 'spread over the intervals');
+});
+
+t.test('/sleep answers after the given time', async (t) => {
+  const { base } = await startPod(t);
+  const t0 = performance.now();
+  const res = await get(`${base}/sleep?ms=150`);
+  const ms = performance.now() - t0;
+  t.equal(res.status, 200);
+  t.ok(ms >= 145 && ms < 400, `${ms.toFixed(0)} ms`);
+});
+
+t.test('WebSocket upgrade on any path echoes every message', async (t) => {
+  const { base } = await startPod(t);
+  const ws = new WebSocket(`${base.replace('http', 'ws')}/some/path`);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  const next = () => new Promise<{ data: string; binary: boolean }>((r) => ws.once('message', (d, binary) => r({ data: d.toString(), binary })));
+  let got = next();
+  ws.send('hello');
+  t.same(await got, { data: 'hello', binary: false });
+  got = next();
+  ws.send(Buffer.from('bytes'));
+  t.same(await got, { data: 'bytes', binary: true });
+  ws.close();
+});
+
+t.test('capacity: with capacity 1, three concurrent requests complete one after another', async (t) => {
+  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 60, max: 60 }, capacity: 1 });
+  const t0 = performance.now();
+  const seenLoad: string[] = [];
+  const done = Array.from({ length: 3 }, async () => {
+    const res = await get(`${base}/`);
+    seenLoad.push(res.headers[LOAD_HEADER] as string);
+    return performance.now() - t0;
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(pod.busy, 1, 'one served');
+  t.equal(pod.waiting, 2, 'two waiting inside the pod');
+  t.equal(pod.inFlight, 3);
+  const probe = await get(`${base}/healthz`, { 'K-Network-Probe': 'queue' });
+  const load = parseOrcaHeader(probe.headers[LOAD_HEADER] as string)!;
+  t.equal(load.cpuUtilization, 1, 'busy/capacity = 1 while serving');
+  t.equal(load.named.in_flight, 3, 'in_flight counts the waiting requests');
+  const ends = (await Promise.all(done)).sort((a, b) => a - b);
+  t.comment(`completions at ${ends.map((e) => e.toFixed(0)).join(', ')} ms`);
+  t.ok(ends[0]! >= 55 && ends[0]! < 110, 'first after one service time');
+  t.ok(ends[1]! >= 115 && ends[1]! < 170, 'second after two');
+  t.ok(ends[2]! >= 175 && ends[2]! < 240, 'third after three');
+  t.equal(pod.served, 3);
+  t.ok(seenLoad.some((h) => /in_flight=2/.test(h)), 'load reported on responses while others wait');
+});
+
+t.test('an aborted request gives its slot back', async (t) => {
+  const { pod, base } = await startPod(t, { capacity: 1 });
+  const ac = new AbortController();
+  const p = request(`${base}/sleep?ms=5000`, { signal: ac.signal, dispatcher: noKeepAlive }).catch((e: unknown) => e);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(pod.busy, 1);
+  ac.abort();
+  await p;
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(pod.inFlight, 0, 'slot released');
+  const t0 = performance.now();
+  await get(`${base}/`);
+  t.ok(performance.now() - t0 < 100, 'next request served at once');
+});
+
+t.test('slowdown multiplies the service time', async (t) => {
+  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 20, max: 20 } });
+  let t0 = performance.now();
+  await get(`${base}/`);
+  const normal = performance.now() - t0;
+  pod.setSlowdown(5);
+  t0 = performance.now();
+  await get(`${base}/`);
+  const slow = performance.now() - t0;
+  t.comment(`20 ms service time: ${normal.toFixed(1)} ms normal, ${slow.toFixed(1)} ms at 5x slowdown`);
+  t.ok(normal >= 19 && normal < 60);
+  t.ok(slow >= 99 && slow < 160);
+});
+
+t.test('kill() fails an in-flight request without a response and stops listening', async (t) => {
+  const { pod, base } = await startPod(t, { capacity: 1 });
+  const inflight = request(`${base}/sleep?ms=2000`, { dispatcher: noKeepAlive });
+  const streaming = request(`${base}/stream?chunks=10&intervalMs=100`, { dispatcher: noKeepAlive });
+  const streamRes = await streaming;
+  t.equal(streamRes.statusCode, 200, 'a streaming response has started');
+  const streamBody = streamRes.body.text();
+  await new Promise((r) => setTimeout(r, 150));
+  pod.kill();
+  await t.rejects(inflight, 'in-flight request fails without a response');
+  await t.rejects(streamBody, 'streaming response is cut mid-body');
+  await t.rejects(get(`${base}/`), { code: 'ECONNREFUSED' }, 'new connections refused: the pod is dead');
+});
+
+t.test('close() lets in-flight requests finish', async (t) => {
+  const { pod, base } = await startPod(t, { capacity: 1 });
+  const inflight = get(`${base}/sleep?ms=100`);
+  await new Promise((r) => setTimeout(r, 20));
+  await pod.close(2000);
+  t.equal((await inflight).status, 200);
+  await t.rejects(get(`${base}/`), { code: 'ECONNREFUSED' });
+});
+
+// --- the assembled cluster ---------------------------------------------------------
+
+const STATE: ClusterState = {
+  domain: 'cluster.local',
+  externalDomains: [],
+  nodes: [
+    { name: 'node1', region: 'cloud', zone: 'cloud-a', address: '127.0.1.1' },
+    { name: 'node2', region: 'cloud', zone: 'cloud-a', address: '127.0.1.2' },
+    { name: 'node3', region: 'edge', zone: 'edge-a', address: '127.0.1.3' },
+  ],
+  revisions: [{ namespace: 'default', service: 'hello', name: 'hello-00001', hosts: [], containerConcurrency: 0, timeoutSeconds: 300, protocol: 'http1' }],
+  endpoints: [],
+  latency: { node3: { node1: { rttMs: 50, jitterMs: 0 }, node2: { rttMs: 50, jitterMs: 0 } }, node1: { node2: { rttMs: 0.5, jitterMs: 0 } } },
+};
+
+/** GET through the network as a client on `fromAddress`. */
+async function getFrom(fromAddress: string, host: string, port: number, path = '/'): Promise<{ status: number; body: string; ms: number }> {
+  // undici 7: the Agent/Pool option `localAddress`; `connect: { localAddress }` is overridden.
+  const agent = new Agent({ localAddress: fromAddress });
+  try {
+    const t0 = performance.now();
+    const res = await request(`http://${host}:${port}${path}`, { dispatcher: agent });
+    const body = await res.body.text();
+    return { status: res.statusCode, body, ms: performance.now() - t0 };
+  } finally {
+    await agent.close();
+  }
+}
+
+t.test('emulated cluster: endpoints in the model answer through the network', async (t) => {
+  const model = new ClusterModel(STATE);
+  const cluster = await startEmulatedCluster({
+    model,
+    seed: 1,
+    pods: [
+      { revision: 'default/hello-00001', node: 'node1' },
+      { revision: 'default/hello-00001', node: 'node3', serviceTimeMs: { min: 1, max: 1 }, capacity: 4 },
+      { name: 'named-pod', revision: 'default/hello-00001', node: 'node2' },
+    ],
+  });
+  t.teardown(() => cluster.close());
+
+  const eps = model.current.endpoints('default/hello-00001');
+  t.equal(eps.length, 3, 'three endpoints in the model');
+  for (const e of eps) {
+    const node = model.current.node(e.node)!;
+    t.equal(e.address, node.address, `${e.pod}: address is its node's address`);
+    t.ok(e.ready);
+    t.equal(e.revision, 'default/hello-00001');
+    if (e.pod !== 'named-pod') t.match(e.pod, new RegExp(`^hello-00001-${e.node}-[a-z]{5}$`), `generated name ${e.pod}`);
+    t.ok(cluster.pod(e.pod), 'pod() finds it');
+  }
+  t.same(cluster.pods.map((p) => p.node).sort(), ['node1', 'node2', 'node3']);
+
+  const edgePod = eps.find((e) => e.node === 'node3')!;
+  const cloudPod = eps.find((e) => e.node === 'node1')!;
+  const local = await getFrom('127.0.1.3', edgePod.address, edgePod.port);
+  t.equal(local.body, `Konnichiwa from ${edgePod.pod} in node3\n`);
+  const remote = await getFrom('127.0.1.3', cloudPod.address, cloudPod.port);
+  t.equal(remote.body, `Konnichiwa from ${cloudPod.pod} in node1\n`);
+  t.comment(`from node3: local pod ${local.ms.toFixed(1)} ms, node1 pod ${remote.ms.toFixed(1)} ms (new connection each)`);
+  t.ok(local.ms < 25, 'node-local request pays no network delay');
+  t.ok(remote.ms >= 50, 'node3 → node1 pays the 50 ms round trip');
+  const external = await getFrom('127.0.0.1', cloudPod.address, cloudPod.port);
+  t.ok(external.ms < 25, 'external client pays nothing');
+
+  // The pods are not reachable on the node address except through the relay.
+  await t.rejects(
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.1.1', port: cluster.pod(cloudPod.pod)!.port }, () => resolve(s));
+      s.on('error', reject);
+    }),
+    'the hidden port is not open on the node address',
+  );
+});
+
+t.test('emulated cluster: addPod and removePod keep the model in step', async (t) => {
+  const model = new ClusterModel(STATE);
+  const cluster = await startEmulatedCluster({ model, pods: [{ revision: 'default/hello-00001', node: 'node1' }] });
+  t.teardown(() => cluster.close());
+  const changes: number[] = [];
+  model.on('change', (s) => changes.push(s.endpoints('default/hello-00001').length));
+
+  const pod = await cluster.addPod({ revision: 'default/hello-00001', node: 'node2', capacity: 3 });
+  t.equal(pod.capacity, 3);
+  const ep = model.current.endpoints('default/hello-00001').find((e) => e.pod === pod.name)!;
+  t.ok(ep, 'new endpoint in the model');
+  t.equal(ep.node, 'node2');
+  t.equal(ep.address, '127.0.1.2');
+  const res = await getFrom('127.0.1.2', ep.address, ep.port);
+  t.equal(res.body, `Konnichiwa from ${pod.name} in node2\n`);
+
+  // An in-flight request on a pod being removed still completes.
+  const slow = getFrom('127.0.1.1', ep.address, ep.port, '/sleep?ms=100');
+  await new Promise((r) => setTimeout(r, 30));
+  let presentWhenClosing: boolean | undefined;
+  const removing = cluster.removePod(pod.name);
+  presentWhenClosing = model.current.endpoints('default/hello-00001').some((e) => e.pod === pod.name);
+  t.equal(presentWhenClosing, false, 'endpoint left the model before the pod closed');
+  t.equal((await slow).status, 200, 'in-flight request finished');
+  await removing;
+  t.notOk(cluster.pod(pod.name));
+  t.same(changes, [2, 1]);
+  await t.rejects(getFrom('127.0.1.1', ep.address, ep.port), 'removed pod no longer reachable');
+
+  const proxyLike = http.createServer((_req, res) => res.end('proxy on node3'));
+  await new Promise<void>((r) => proxyLike.listen(0, cluster.hiddenHost('node3'), r));
+  t.teardown(() => proxyLike.close());
+  const e = await cluster.expose('node3', 0, { host: cluster.hiddenHost('node3'), port: (proxyLike.address() as net.AddressInfo).port });
+  t.equal(e.host, '127.0.1.3');
+  const viaRelay = await getFrom('127.0.1.1', e.host, e.port);
+  t.equal(viaRelay.body, 'proxy on node3');
+  t.ok(viaRelay.ms >= 50, 'proxies exposed through the network pay the delay too');
+});
+
+t.test('emulated cluster: a killed pod fails requests through the relay', async (t) => {
+  const model = new ClusterModel(STATE);
+  const cluster = await startEmulatedCluster({ model, pods: [{ name: 'victim', revision: 'default/hello-00001', node: 'node1' }] });
+  t.teardown(() => cluster.close());
+  const ep = model.current.endpoints('default/hello-00001')[0]!;
+  const inflight = getFrom('127.0.1.3', ep.address, ep.port, '/sleep?ms=2000');
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal(cluster.pod('victim')!.busy, 1, 'request reached the pod');
+  cluster.pod('victim')!.kill();
+  await t.rejects(inflight, 'in-flight request fails without a response');
+  const t0 = performance.now();
+  await t.rejects(getFrom('127.0.1.3', ep.address, ep.port), 'new request to the dead pod fails (reset by the relay)');
+  t.comment(`failure seen after ${(performance.now() - t0).toFixed(1)} ms from node3`);
+});
