@@ -40,22 +40,29 @@ interface EntryMemory {
   waiter: Waiter | undefined;
 }
 
-/** One pending `wait`. */
-class Waiter {
+/**
+ * One pending `wait`. It is its own abort listener (`handleEvent`), which saves a closure
+ * per waiter; Node's listener bookkeeping on the signal is the largest cost left.
+ */
+class Waiter implements EventListenerObject {
   orderPos = -1;
   deadlinePos = -1;
   agePos = -1;
   constructor(
+    private readonly queue: RequestQueue,
     readonly entry: QueueEntry,
     readonly memory: EntryMemory,
     readonly joinedAt: number,
     /** Infinity when there is none. */
     readonly deadline: number,
     readonly signal: AbortSignal,
-    readonly onAbort: () => void,
     readonly resolve: () => void,
     readonly reject: (err: Error) => void,
   ) {}
+
+  handleEvent(): void {
+    this.queue.abandon(this);
+  }
 }
 
 // setTimeout cannot wait longer than this.
@@ -159,12 +166,7 @@ export class RequestQueue {
 
     const mem = memory;
     return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        if (mem.waiter !== w) return;
-        this.detach(w);
-        this.settle(w, 'abandoned', new QueueAbortedError(signal.reason));
-      };
-      const w = new Waiter(entry, mem, now, deadline, signal, onAbort, resolve, reject);
+      const w = new Waiter(this, entry, mem, now, deadline, signal, resolve, reject);
       mem.waiter = w;
       this.order.push(w);
       this.ages.push(w);
@@ -172,7 +174,7 @@ export class RequestQueue {
         this.deadlines.push(w);
         this.armTimer();
       }
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal.addEventListener('abort', w, { once: true });
       this.observer?.onDepth?.(this.order.size, this.revision);
     });
   }
@@ -214,11 +216,18 @@ export class RequestQueue {
     this.ages.drain();
     this.stopTimer();
     for (const w of all) {
-      w.signal.removeEventListener('abort', w.onAbort);
+      w.signal.removeEventListener('abort', w);
       w.memory.waiter = undefined;
     }
     if (all.length > 0) this.observer?.onDepth?.(0, this.revision);
     for (const w of all) this.finish(w, 'cleared', new QueueClearedError(reason));
+  }
+
+  /** @internal The waiter's signal aborted: it leaves now (called by Waiter). */
+  abandon(w: Waiter): void {
+    if (w.memory.waiter !== w) return;
+    this.detach(w);
+    this.settle(w, 'abandoned', new QueueAbortedError(w.signal.reason));
   }
 
   private revisionOf(entry: QueueEntry): string {
@@ -239,7 +248,7 @@ export class RequestQueue {
     this.order.remove(w);
     this.ages.remove(w);
     if (this.deadlines.remove(w) && this.deadlines.size === 0) this.stopTimer();
-    w.signal.removeEventListener('abort', w.onAbort);
+    w.signal.removeEventListener('abort', w);
     w.memory.waiter = undefined;
   }
 
