@@ -6,6 +6,7 @@ import { ConfigError, DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/conf
 import { ClusterModel } from '../cluster/model.js';
 import { createPolicy, POLICY_NAMES, UnknownPolicyError } from '../proxy/policy/index.js';
 import { NodeProxy } from '../proxy/server.js';
+import { StreamingGarbageCollector } from '../proxy/memory.js';
 import { parseQueueSettings } from '../proxy/queueing.js';
 
 const USAGE = `usage: chikai <command> [flags]
@@ -30,6 +31,7 @@ function hostPort(flag: string, v: string): { host: string; port: number } {
 class UsageError extends Error {}
 
 async function proxyCommand(args: string[]): Promise<void> {
+  new StreamingGarbageCollector().start();
   const { values } = parseArgs({
     args,
     options: {

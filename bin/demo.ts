@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
 import { startEmulatedStack } from './stack.js';
+import { StreamingGarbageCollector } from '../proxy/memory.js';
 
 export async function demoCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -13,6 +14,7 @@ export async function demoCommand(args: string[]): Promise<void> {
     },
   });
   const file = loadClusterFile(values.cluster);
+  new StreamingGarbageCollector().start();
   const stack = await startEmulatedStack({ file, policy: values.policy });
   const snap = stack.model.current;
   const rev = snap.revisions[0];

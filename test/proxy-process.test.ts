@@ -6,6 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { EmulatedPod } from '../cluster/emulated/pod.js';
 import { sleep } from './support.js';
@@ -99,4 +100,57 @@ t.test('SIGTERM: readiness fails at once, in-flight requests finish, then new co
   const { code } = await done;
   t.equal(code, 0, 'exits 0 after the drain');
   await t.rejects(request(`${base}/`, { headers: { host: 'hello.default' } }), 'new connections are refused after the drain');
+});
+
+/** The proxy process's resident memory, as its own /metrics reports it. */
+async function proxyRss(admin: string): Promise<number> {
+  const text = await (await request(`http://${admin}/metrics`)).body.text();
+  const m = /^process_resident_memory_bytes(?:\{[^}]*\})? (\d+)/m.exec(text);
+  if (!m) throw new Error('no process_resident_memory_bytes in /metrics');
+  return Number(m[1]);
+}
+
+t.test('a 100 MB upload streams through the proxy process while its RSS grows by less than 50 MB', async (t) => {
+  const pod = new EmulatedPod({ name: 'hello-00001-node1-upload', node: 'node1', revision: 'default/hello-00001', host: '127.0.1.1' });
+  const port = await pod.start();
+  t.teardown(() => pod.close(0));
+  const file = join(dir, 'upload.yaml');
+  writeFileSync(file, [
+    'nodes: [{ name: node1, address: 127.0.1.1 }]',
+    'revisions: [{ namespace: default, service: hello, name: hello-00001 }]',
+    `endpoints: [{ pod: hello-00001-node1-upload, revision: default/hello-00001, node: node1, address: 127.0.1.1, port: ${port} }]`,
+  ].join('\n'));
+  const p = run(['proxy', '--node', 'node1', '--cluster', file, '--listen', '127.0.1.1:0', '--admin', '127.0.1.1:0', '--drain-seconds', '0']);
+  const at = await listening(p);
+  t.teardown(() => { if (p.exitCode === null) p.kill('SIGKILL'); });
+  // Warm up, then take the baseline.
+  await (await request(`http://${at.proxy}/`, { headers: { host: 'hello.default' } })).body.dump();
+  const base = await proxyRss(at.admin);
+  let peak = base;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, await proxyRss(at.admin));
+      await sleep(50);
+    }
+  })();
+  const total = Number(process.env.UPLOAD_MB ?? 100) * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let sent = 0;
+  const body = new Readable({
+    read() {
+      if (sent >= total) return this.push(null);
+      sent += chunk.length;
+      this.push(chunk);
+    },
+  });
+  const res = await request(`http://${at.proxy}/count`, { method: 'POST', headers: { host: 'hello.default', 'content-length': String(total) }, body });
+  const answer = JSON.parse(await res.body.text()) as { bytes: number };
+  sampling = false;
+  await sampler;
+  const growthMb = (peak - base) / 1024 / 1024;
+  t.equal(res.statusCode, 200);
+  t.equal(answer.bytes, total, 'every byte arrived at the pod');
+  t.comment(`proxy RSS ${(base / 1048576).toFixed(1)} MB before, peak ${(peak / 1048576).toFixed(1)} MB during the 100 MB upload (+${growthMb.toFixed(1)} MB)`);
+  t.ok(growthMb < 50, `proxy RSS grew by ${growthMb.toFixed(1)} MB (< 50 MB)`);
 });
