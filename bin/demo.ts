@@ -25,8 +25,7 @@ export async function demoCommand(args: string[]): Promise<void> {
     '',
     'nodes (proxy / admin):',
     ...snap.nodes.map((n) => {
-      const p = stack.proxies.get(n.name);
-      return `  ${n.name.padEnd(8)} ${n.region.padEnd(6)} http://${n.address}:${p?.address.port}  admin http://${n.address}:${p?.adminAddress?.port}/metrics`;
+      return `  ${n.name.padEnd(8)} ${n.region.padEnd(6)} ${stack.proxyUrl(n.name)}  admin ${stack.adminUrl(n.name)}/metrics`;
     }),
     '',
     'round trips injected between nodes:',
@@ -39,8 +38,8 @@ export async function demoCommand(args: string[]): Promise<void> {
     ...snap.state.endpoints.map((e) => `  ${e.pod.padEnd(28)} ${e.node}  ${e.address}:${e.port}`),
     '',
     'try:',
-    `  curl -s -H 'Host: ${host}' http://${edge.address}:${stack.proxies.get(edge.name)?.address.port}/`,
-    `  curl -s http://${edge.address}:${stack.proxies.get(edge.name)?.adminAddress?.port}/metrics | grep chikai_requests_total`,
+    `  curl -s -H 'Host: ${host}' ${stack.proxyUrl(edge.name)}/`,
+    `  curl -s ${stack.adminUrl(edge.name)}/metrics | grep -E 'chikai_requests_total|latency_between_nodes'`,
     '',
     'Ctrl-C stops everything.',
   ];
