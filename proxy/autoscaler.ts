@@ -1,0 +1,379 @@
+// Request concurrency reports to the Knative autoscaler, as the activator sends them:
+// a websocket to the autoscaler carrying binary protobuf WireStatMessages (stat.proto),
+// one frame per second with every active revision's time-averaged concurrency and
+// request count, plus an immediate concurrency-1 stat when a revision sees its first
+// request — that stat is what wakes a revision scaled to zero.
+//
+// The autoscaler being away never blocks or fails a request: frames are dropped while
+// disconnected (the next second's report carries the state again), pending scale-from-
+// zero stats are sent as soon as the connection is back, and reconnects back off.
+import WebSocket from 'ws';
+
+export const DEFAULT_AUTOSCALER_URL = 'ws://autoscaler.knative-serving:8080';
+
+/** One stat about one revision (knative/serving metrics.StatMessage). */
+export interface StatMessage {
+  readonly namespace: string;
+  /** Revision name. */
+  readonly name: string;
+  readonly podName: string;
+  readonly averageConcurrentRequests: number;
+  readonly requestCount: number;
+  readonly averageProxiedConcurrentRequests?: number;
+  readonly proxiedRequestCount?: number;
+  readonly processUptime?: number;
+  /** Seconds since the epoch; leave 0 and the autoscaler uses the arrival time. */
+  readonly timestamp?: number;
+}
+
+// ---- protobuf encoding ------------------------------------------------------------------
+
+const WIRE_VARINT = 0;
+const WIRE_FIXED64 = 1;
+const WIRE_LENGTH = 2;
+
+/** Just enough of the protobuf wire format for stat.proto (proto3: zero values are left out). */
+class ProtoWriter {
+  private readonly chunks: Buffer[] = [];
+
+  private varint(value: number | bigint): void {
+    let v = BigInt.asUintN(64, BigInt(value));
+    const out: number[] = [];
+    while (v >= 0x80n) {
+      out.push(Number(v & 0x7fn) | 0x80);
+      v >>= 7n;
+    }
+    out.push(Number(v));
+    this.chunks.push(Buffer.from(out));
+  }
+
+  private tag(field: number, wire: number): void {
+    this.varint((field << 3) | wire);
+  }
+
+  string(field: number, value: string): this {
+    if (value === '') return this;
+    const bytes = Buffer.from(value, 'utf8');
+    this.tag(field, WIRE_LENGTH);
+    this.varint(bytes.length);
+    this.chunks.push(bytes);
+    return this;
+  }
+
+  double(field: number, value: number | undefined): this {
+    if (!value) return this;
+    const b = Buffer.alloc(8);
+    b.writeDoubleLE(value);
+    this.tag(field, WIRE_FIXED64);
+    this.chunks.push(b);
+    return this;
+  }
+
+  int64(field: number, value: number | undefined): this {
+    if (!value) return this;
+    this.tag(field, WIRE_VARINT);
+    this.varint(Math.trunc(value));
+    return this;
+  }
+
+  message(field: number, body: Buffer): this {
+    this.tag(field, WIRE_LENGTH);
+    this.varint(body.length);
+    this.chunks.push(body);
+    return this;
+  }
+
+  finish(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+function encodeStat(m: StatMessage): Buffer {
+  return new ProtoWriter()
+    .string(1, m.podName)
+    .double(2, m.averageConcurrentRequests)
+    .double(3, m.averageProxiedConcurrentRequests)
+    .double(4, m.requestCount)
+    .double(5, m.proxiedRequestCount)
+    .double(6, m.processUptime)
+    .int64(7, m.timestamp)
+    .finish();
+}
+
+/** metrics.WireStatMessages holding the given stats, ready to send as one binary frame. */
+export function encodeWireStatMessages(messages: readonly StatMessage[]): Buffer {
+  const w = new ProtoWriter();
+  for (const m of messages) {
+    // A message with an empty stat still carries the field, so the receiver sees a non-nil Stat.
+    w.message(1, new ProtoWriter().string(1, m.namespace).string(2, m.name).message(3, encodeStat(m)).finish());
+  }
+  return w.finish();
+}
+
+// ---- the reporter -----------------------------------------------------------------------
+
+export interface AutoscalerReporterOptions {
+  /** Default: ws://autoscaler.knative-serving:8080. */
+  readonly url?: string;
+  /** This proxy's pod name: the autoscaler counts reporters by it. */
+  readonly podName: string;
+  /** Reporting period; Knative's activator reports every second. */
+  readonly intervalMs?: number;
+  /** Back-off between connection attempts. */
+  readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Where connection problems are reported (once per outage); default: console.warn. */
+  readonly onWarning?: (message: string) => void;
+}
+
+interface RevisionLoad {
+  inFlight: number;
+  /** ∫ inFlight dt over the current period, in request·ms. */
+  area: number;
+  lastChange: number;
+  periodStart: number;
+  requests: number;
+  /** 1 while the immediate first-request stat still has to be subtracted from the period. */
+  firstReported: number;
+}
+
+/** Frames waiting to be written beyond this are dropped: a stuck socket must not hold memory. */
+const MAX_BUFFERED_BYTES = 1 << 20;
+const KEEPALIVE_MS = 10_000;
+
+export class AutoscalerReporter {
+  readonly url: string;
+  private readonly intervalMs: number;
+  private readonly initialBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly warn: (message: string) => void;
+  private readonly revisions = new Map<string, RevisionLoad>();
+  /** When each revision last got an immediate stat, so one period holds at most one. */
+  private readonly lastPoke = new Map<string, number>();
+  /** Immediate stats that could not be sent yet (revision keys). */
+  private readonly pendingPokes = new Set<string>();
+  private socket: WebSocket | undefined;
+  private ticker: NodeJS.Timeout | undefined;
+  private keepalive: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private backoffMs: number;
+  private started = false;
+  private closed = false;
+  private awaitingPong = false;
+  private warnedOutage = false;
+  /** Counters for metrics and tests. */
+  readonly counts = { framesSent: 0, framesDropped: 0, connects: 0 };
+
+  constructor(private readonly opts: AutoscalerReporterOptions) {
+    this.url = opts.url ?? DEFAULT_AUTOSCALER_URL;
+    this.intervalMs = opts.intervalMs ?? 1000;
+    this.initialBackoffMs = opts.reconnect?.initialMs ?? 200;
+    this.maxBackoffMs = opts.reconnect?.maxMs ?? 5000;
+    this.backoffMs = this.initialBackoffMs;
+    this.warn = opts.onWarning ?? ((m) => console.warn(`chikai autoscaler reporter: ${m}`));
+    if (!/^wss?:\/\//.test(this.url)) throw new Error(`autoscaler URL ${JSON.stringify(this.url)}: expected ws://host:port (Knative: ${DEFAULT_AUTOSCALER_URL})`);
+  }
+
+  get connected(): boolean {
+    return this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  /** Connect and report every interval until close(). */
+  start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    this.connect();
+    this.ticker = setInterval(() => this.report(), this.intervalMs);
+    this.ticker.unref();
+    this.keepalive = setInterval(() => this.checkAlive(), KEEPALIVE_MS);
+    this.keepalive.unref();
+  }
+
+  /**
+   * A request for `revisionKey` (`<namespace>/<revision>`) arrived; call the returned
+   * function once when it is finished. The first request of a revision that had no
+   * activity is reported at once with concurrency 1, as the activator does.
+   */
+  requestStarted(revisionKey: string): () => void {
+    const now = performance.now();
+    let load = this.revisions.get(revisionKey);
+    if (!load) {
+      load = { inFlight: 0, area: 0, lastChange: now, periodStart: now, requests: 0, firstReported: 1 };
+      this.revisions.set(revisionKey, load);
+      this.poke(revisionKey, now);
+    }
+    const l = load;
+    l.area += l.inFlight * (now - l.lastChange);
+    l.lastChange = now;
+    l.inFlight += 1;
+    l.requests += 1;
+    let finished = false;
+    return () => {
+      if (finished) return;
+      finished = true;
+      const end = performance.now();
+      l.area += l.inFlight * (end - l.lastChange);
+      l.lastChange = end;
+      l.inFlight = Math.max(0, l.inFlight - 1);
+    };
+  }
+
+  /**
+   * A request is waiting for a revision with no ready pod: tell the autoscaler now
+   * (concurrency 1). At most one such stat per revision per reporting period.
+   */
+  coldStart(revisionKey: string): void {
+    const now = performance.now();
+    const last = this.lastPoke.get(revisionKey);
+    if (last !== undefined && now - last < this.intervalMs) return;
+    this.poke(revisionKey, now);
+  }
+
+  private poke(revisionKey: string, now: number): void {
+    this.lastPoke.set(revisionKey, now);
+    if (!this.sendPoke(revisionKey)) this.pendingPokes.add(revisionKey);
+  }
+
+  private sendPoke(revisionKey: string): boolean {
+    const [namespace, name] = splitKey(revisionKey);
+    return this.send([{ namespace, name, podName: this.opts.podName, averageConcurrentRequests: 1, requestCount: 1 }]);
+  }
+
+  /** Cut this period's report: time-averaged concurrency and arrivals per revision. */
+  private report(): void {
+    const now = performance.now();
+    const messages: StatMessage[] = [];
+    for (const [key, l] of this.revisions) {
+      l.area += l.inFlight * (now - l.lastChange);
+      l.lastChange = now;
+      const elapsed = now - l.periodStart;
+      const average = elapsed > 0 ? l.area / elapsed : l.inFlight;
+      const [namespace, name] = splitKey(key);
+      // The immediate stat already counted one request at concurrency 1.
+      messages.push({
+        namespace,
+        name,
+        podName: this.opts.podName,
+        averageConcurrentRequests: Math.max(0, average - l.firstReported),
+        requestCount: Math.max(0, l.requests - l.firstReported),
+      });
+      // A revision idle for a whole period is forgotten: its next request pokes again.
+      if (average === 0 && l.inFlight === 0) this.revisions.delete(key);
+      l.area = 0;
+      l.requests = 0;
+      l.periodStart = now;
+      l.firstReported = 0;
+    }
+    for (const [key, at] of this.lastPoke) if (now - at >= this.intervalMs && !this.revisions.has(key)) this.lastPoke.delete(key);
+    if (messages.length > 0) this.send(messages);
+  }
+
+  private send(messages: readonly StatMessage[]): boolean {
+    const ws = this.socket;
+    if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.counts.framesDropped += 1;
+      return false;
+    }
+    try {
+      ws.send(encodeWireStatMessages(messages), { binary: true }, (err) => {
+        if (err) this.counts.framesDropped += 1;
+      });
+      this.counts.framesSent += 1;
+      return true;
+    } catch {
+      this.counts.framesDropped += 1;
+      return false;
+    }
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(this.url, { handshakeTimeout: 5000, perMessageDeflate: false });
+    } catch (err) {
+      this.outage(err);
+      this.scheduleReconnect();
+      return;
+    }
+    this.socket = ws;
+    this.awaitingPong = false;
+    ws.on('open', () => {
+      this.counts.connects += 1;
+      this.backoffMs = this.initialBackoffMs;
+      if (this.warnedOutage) this.warn(`connected to ${this.url} again`);
+      this.warnedOutage = false;
+      for (const key of [...this.pendingPokes]) if (this.sendPoke(key)) this.pendingPokes.delete(key);
+    });
+    ws.on('pong', () => (this.awaitingPong = false));
+    // The autoscaler only listens; anything it sends is ignored.
+    ws.on('message', () => undefined);
+    ws.on('error', (err) => this.outage(err));
+    ws.on('close', () => {
+      if (this.socket === ws) this.socket = undefined;
+      this.scheduleReconnect();
+    });
+  }
+
+  private outage(err: unknown): void {
+    if (this.warnedOutage || this.closed) return;
+    this.warnedOutage = true;
+    const why = err instanceof Error ? err.message : String(err);
+    this.warn(`cannot reach the Knative autoscaler at ${this.url} (${why}); stats are dropped until it is back, requests are not affected`);
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer) return;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.maxBackoffMs, Math.round(this.backoffMs * (1.6 + Math.random() * 0.4)));
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect();
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+
+  /** A connection whose peer vanished without closing would swallow frames: ping, and drop it if silent. */
+  private checkAlive(): void {
+    const ws = this.socket;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (this.awaitingPong) {
+      ws.terminate();
+      return;
+    }
+    this.awaitingPong = true;
+    try {
+      ws.ping();
+    } catch {
+      ws.terminate();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ticker) clearInterval(this.ticker);
+    if (this.keepalive) clearInterval(this.keepalive);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const ws = this.socket;
+    this.socket = undefined;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      const done = setTimeout(() => {
+        ws.terminate();
+        resolve();
+      }, 1000);
+      done.unref();
+      ws.once('close', () => {
+        clearTimeout(done);
+        resolve();
+      });
+      if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
+      else ws.close(1000, 'chikai proxy stopping');
+    });
+  }
+}
+
+function splitKey(key: string): [string, string] {
+  const i = key.indexOf('/');
+  return i < 0 ? ['', key] : [key.slice(0, i), key.slice(i + 1)];
+}
