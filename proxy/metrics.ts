@@ -45,7 +45,7 @@ export class ProxyMetrics {
     });
     this.queueWait = new Histogram({
       name: 'chikai_queue_wait_seconds',
-      help: 'Time requests spent queued in the proxy, by outcome (served, full, deadline, abandoned)',
+      help: 'Time requests spent queued in the proxy, by outcome (served, full, deadline, abandoned, cleared, error)',
       labelNames: ['revision', 'outcome'],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300],
       registers: [this.registry],
