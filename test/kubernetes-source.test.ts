@@ -1,6 +1,9 @@
 // The Kubernetes source against a fake API server that speaks the real list/watch wire
 // format, driven through the real @kubernetes/client-node informers.
 import t, { type Test } from 'tap';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
 import { ClusterModel, type ClusterSnapshot } from '../cluster/model.js';
 import { kubeConfigForServer } from '../cluster/kubernetes/client.js';
 import { startKubernetesSource, type KubernetesSource, type KubernetesSourceOptions } from '../cluster/kubernetes/source.js';
@@ -274,4 +277,23 @@ t.test('the proxy does not need Ingresses: without readIngresses none are read',
   const { api, source } = await setup(t, seedCluster);
   t.equal(api.lists(INGRESSES), 0);
   t.throws(() => source.ingresses(), /readIngresses: true/);
+});
+
+t.test('the source only reads, and only what deploy/base grants its ClusterRole', async (t) => {
+  const rbac = parseAllDocuments(readFileSync(fileURLToPath(new URL('../../deploy/base/rbac.yaml', import.meta.url)), 'utf8')).map((d) => d.toJS() as {
+    kind: string; metadata: { name: string }; rules?: { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+  });
+  const grants = (role: string) => new Set(rbac.find((o) => o.kind === 'ClusterRole' && o.metadata.name === role)!.rules!
+    .flatMap((r) => r.resources.flatMap((res) => r.apiGroups.map((g) => `${g}/${res}`))));
+  for (const [readIngresses, role] of [[false, 'chikai-proxy'], [true, 'chikai-xds']] as const) {
+    const { api } = await setup(t, seedCluster, { readIngresses });
+    await until(() => api.openWatches() === (readIngresses ? 4 : 3), 'every watch open');
+    const used = new Set(api.requests.map((r) => {
+      const [method, url] = r.split(' ');
+      t.equal(method, 'GET', `${role}: ${r} only reads`);
+      const parts = new URL(url, 'http://x').pathname.split('/').filter(Boolean);
+      return parts[0] === 'api' ? `/${parts[parts.length - 1]}` : `${parts[1]}/${parts[parts.length - 1]}`;
+    }));
+    t.same([...used].sort(), [...grants(role)].sort(), `${role}: the ClusterRole grants exactly the resources read`);
+  }
 });
