@@ -113,7 +113,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: bad cluster file: ${err.message}`);
     process.exit(2);
   }
-  if (err instanceof UsageError || err instanceof UnknownPolicyError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof UnknownPolicyError || (err as Error).name === 'InspectError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`chikai: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }

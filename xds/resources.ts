@@ -1,0 +1,292 @@
+// Resource builders: one gateway node's view of the cluster as Envoy resources (CDS, EDS,
+// LDS, RDS), written in Envoy's JSON form. Pure functions of the snapshot, the load view
+// and the gateway's node; the snapshot cache decides what is new and what gets sent.
+//
+// Kourier compatibility: clusters are named `<namespace>/<revision>`, listeners
+// `listener_8080` (external) and `listener_8081` (internal), route configurations
+// `external_services` and `internal_services`, one virtual host per Host with domains
+// [host, host:*], weighted clusters that append the Knative headers, websocket upgrades.
+// Unlike Kourier, clusters are EDS over ADS with one locality per Kubernetes node, weighted
+// from the gateway's node by the shared cost model.
+import { localityShares, type LocalityPreference, type LocalityShare } from '../cluster/cost.js';
+import { podCostInputs, type LoadView } from '../cluster/load.js';
+import { hostsOf, revisionKey, type ClusterSnapshot, type EndpointInfo, type NodeInfo, type RevisionInfo } from '../cluster/model.js';
+import { HCM_TYPE, HTTP_PROTOCOL_OPTIONS_TYPE, ROUTER_TYPE } from './protos.js';
+import type { JsonObject } from './protojson.js';
+
+export const EXTERNAL_LISTENER = 'listener_8080';
+export const INTERNAL_LISTENER = 'listener_8081';
+export const EXTERNAL_ROUTES = 'external_services';
+export const INTERNAL_ROUTES = 'internal_services';
+
+export interface BuildOptions {
+  /** Port of the node-local chikai proxy, the endpoint of revisions with no ready pod. */
+  readonly proxyPort: number;
+  /** Ports Envoy's Kourier listeners bind (Kourier: 8080 external, 8081 internal). */
+  readonly externalPort?: number;
+  readonly internalPort?: number;
+  readonly connectTimeout?: string;
+  readonly preference?: LocalityPreference;
+}
+
+/** A listener plus whether it belongs to the wildcard set (api_listeners are served by name only). */
+export interface BuiltListener {
+  readonly listener: JsonObject;
+  readonly inWildcard: boolean;
+}
+
+export interface NodeResources {
+  readonly clusters: JsonObject[];
+  readonly endpoints: JsonObject[];
+  readonly listeners: BuiltListener[];
+  readonly routes: JsonObject[];
+}
+
+/** How one locality of one cluster was placed, for inspection. */
+export interface LocalityPlacement {
+  readonly node: string;
+  readonly weight: number;
+  readonly priority: number;
+  /** 'pods': the revision's pods on that node; 'proxy': the node's chikai proxy (no ready pod anywhere). */
+  readonly kind: 'pods' | 'proxy';
+  /** Expected completion time via this node from the cost model (undefined for proxies and last-resort nodes). */
+  readonly costMs?: number;
+}
+
+const ADS_SOURCE: JsonObject = { ads: {}, resource_api_version: 'V3' };
+
+/** The Envoy locality of a node: region, zone, and the node name as sub_zone. */
+export function localityOf(node: NodeInfo | undefined, name: string): JsonObject {
+  return { region: node?.region ?? '', zone: node?.zone ?? '', sub_zone: name };
+}
+
+export function buildCluster(rev: RevisionInfo, opts: BuildOptions): JsonObject {
+  const name = revisionKey(rev.namespace, rev.name);
+  const cluster: JsonObject = {
+    name,
+    type: 'EDS',
+    eds_cluster_config: { eds_config: ADS_SOURCE },
+    connect_timeout: opts.connectTimeout ?? '5s',
+    lb_policy: 'ROUND_ROBIN',
+    common_lb_config: {
+      locality_weighted_lb_config: {},
+      // Unready pods are listed as UNHEALTHY; with panic routing disabled Envoy never sends
+      // them traffic, even when most of a priority is unready.
+      healthy_panic_threshold: { value: 0 },
+    },
+  };
+  if (rev.protocol === 'h2c') {
+    cluster.typed_extension_protocol_options = {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': HTTP_PROTOCOL_OPTIONS_TYPE,
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    };
+  }
+  return cluster;
+}
+
+/**
+ * Where one revision's traffic goes from `gatewayNode` (undefined: a gateway whose node is
+ * not in the model, which gets the neutral view, as if every node were 0 ms away).
+ *
+ * - Ready pods: one locality per node that has them, weight and priority from
+ *   `localityShares(podCostInputs(...))`, the cost model the node proxy uses too.
+ *   Nodes the cost model leaves out (unreachable from the gateway's node) follow as a last
+ *   priority, and so do nodes with only unready pods (their endpoints UNHEALTHY, so they
+ *   show in inspection but get no traffic).
+ * - No ready pod reachable: the gateway's node-local chikai proxy at priority 0 (it buffers
+ *   and wakes the revision), the other nodes' proxies at priority 1. The neutral view puts
+ *   every proxy at priority 0.
+ */
+export function placeRevision(
+  snap: ClusterSnapshot,
+  load: LoadView,
+  revKey: string,
+  gatewayNode: string | undefined,
+  pref?: LocalityPreference,
+): { placements: LocalityPlacement[]; endpointsByNode: Map<string, EndpointInfo[]> } {
+  const byNode = new Map<string, EndpointInfo[]>();
+  const seen = new Set<string>();
+  for (const e of snap.endpoints(revKey)) {
+    // Envoy and gRPC both refuse an assignment listing one address twice.
+    const addr = `${e.address}:${e.port}`;
+    if (seen.has(addr)) continue;
+    seen.add(addr);
+    const list = byNode.get(e.node) ?? [];
+    list.push(e);
+    byNode.set(e.node, list);
+  }
+  const sender = gatewayNode ?? '';
+  const shares: LocalityShare[] = localityShares(sender, podCostInputs(snap, revKey, sender, load), pref);
+  if (shares.length === 0) return { placements: proxyPlacements(snap, gatewayNode), endpointsByNode: byNode };
+  const placements: LocalityPlacement[] = shares.map((s) => ({ node: s.node, weight: s.weight, priority: s.priority, kind: 'pods', costMs: s.costMs }));
+  const placed = new Set(shares.map((s) => s.node));
+  const lastResort = Math.max(...shares.map((s) => s.priority)) + 1;
+  const nodeOrder = snap.nodes.map((n) => n.name);
+  const leftover = [...byNode.keys()].filter((n) => !placed.has(n)).sort((a, b) => rank(nodeOrder, a) - rank(nodeOrder, b) || a.localeCompare(b));
+  for (const node of leftover) placements.push({ node, weight: 1, priority: lastResort, kind: 'pods' });
+  return { placements, endpointsByNode: byNode };
+}
+
+function rank(order: string[], name: string): number {
+  const i = order.indexOf(name);
+  return i < 0 ? order.length : i;
+}
+
+function proxyPlacements(snap: ClusterSnapshot, gatewayNode: string | undefined): LocalityPlacement[] {
+  return snap.nodes.map((n) => ({
+    node: n.name,
+    weight: 1,
+    priority: gatewayNode === undefined || n.name === gatewayNode ? 0 : 1,
+    kind: 'proxy' as const,
+  })).sort((a, b) => a.priority - b.priority);
+}
+
+export function buildLoadAssignment(
+  snap: ClusterSnapshot,
+  load: LoadView,
+  rev: RevisionInfo,
+  gatewayNode: string | undefined,
+  opts: BuildOptions,
+): JsonObject {
+  const revKey = revisionKey(rev.namespace, rev.name);
+  const { placements, endpointsByNode } = placeRevision(snap, load, revKey, gatewayNode, opts.preference);
+  const endpoints: JsonObject[] = [];
+  for (const p of placements) {
+    const node = snap.node(p.node);
+    let lbEndpoints: JsonObject[];
+    if (p.kind === 'proxy') {
+      if (!node) continue;
+      lbEndpoints = [lbEndpoint(node.address, opts.proxyPort, 'HEALTHY', { kind: 'proxy', node: node.name })];
+    } else {
+      lbEndpoints = (endpointsByNode.get(p.node) ?? []).map((e) => lbEndpoint(e.address, e.port, e.ready ? 'HEALTHY' : 'UNHEALTHY', { kind: 'pod', pod: e.pod }));
+    }
+    endpoints.push({
+      locality: localityOf(node, p.node),
+      lb_endpoints: lbEndpoints,
+      load_balancing_weight: p.weight,
+      priority: p.priority,
+    });
+  }
+  return { cluster_name: revKey, endpoints };
+}
+
+function lbEndpoint(address: string, port: number, health: 'HEALTHY' | 'UNHEALTHY', meta: JsonObject): JsonObject {
+  return {
+    endpoint: { address: { socket_address: { address, port_value: port } } },
+    health_status: health,
+    metadata: { filter_metadata: { chikai: meta } },
+  };
+}
+
+function routerFilter(): JsonObject {
+  return { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } };
+}
+
+function connectionManager(statPrefix: string, routeConfigName: string): JsonObject {
+  return {
+    '@type': HCM_TYPE,
+    stat_prefix: statPrefix,
+    rds: { config_source: ADS_SOURCE, route_config_name: routeConfigName },
+    http_filters: [routerFilter()],
+    upgrade_configs: [{ upgrade_type: 'websocket' }],
+    use_remote_address: true,
+  };
+}
+
+function gatewayListener(name: string, port: number, statPrefix: string, routeConfigName: string): JsonObject {
+  return {
+    name,
+    address: { socket_address: { address: '0.0.0.0', port_value: port } },
+    filter_chains: [{
+      filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: connectionManager(statPrefix, routeConfigName) }],
+    }],
+  };
+}
+
+/** A proxyless gRPC client's listener for one host (`xds:///<host>`), routed by internal_services. */
+function apiListener(host: string): JsonObject {
+  const hcm = connectionManager(host, INTERNAL_ROUTES);
+  delete hcm.upgrade_configs;
+  delete hcm.use_remote_address;
+  return { name: host, api_listener: { api_listener: hcm } };
+}
+
+/** One traffic target of a host: a revision's cluster and its share of the host's traffic. */
+interface TrafficTarget {
+  readonly revision: RevisionInfo;
+  readonly percent: number;
+}
+
+/**
+ * Hosts and where their traffic goes. The cluster model has no traffic-split percentages
+ * yet, so each host routes 100 % to the revision the model serves it with
+ * (`revisionForHost`), the same answer the node proxy gives.
+ */
+function hostTargets(snap: ClusterSnapshot): { internal: Map<string, TrafficTarget[]>; external: Set<string> } {
+  const internal = new Map<string, TrafficTarget[]>();
+  const external = new Set<string>();
+  const { domain, externalDomains } = snap.state;
+  for (const rev of snap.revisions) {
+    const all = hostsOf(rev, domain, externalDomains);
+    const base = `${rev.service}.${rev.namespace}`;
+    const publicHosts = new Set([...externalDomains.map((d) => `${base}.${d}`), ...rev.hosts].map((h) => h.toLowerCase()));
+    for (const host of all) {
+      if (internal.has(host)) continue;
+      const served = snap.revisionForHost(host);
+      if (!served) continue;
+      internal.set(host, [{ revision: served, percent: 100 }]);
+      if (publicHosts.has(host)) external.add(host);
+    }
+  }
+  return { internal, external };
+}
+
+function virtualHost(host: string, targets: readonly TrafficTarget[]): JsonObject {
+  const timeoutSeconds = Math.max(...targets.map((t) => t.revision.timeoutSeconds));
+  return {
+    name: host,
+    domains: [host, `${host}:*`],
+    routes: [{
+      match: { prefix: '/' },
+      route: {
+        weighted_clusters: {
+          clusters: targets.map((t) => ({
+            name: revisionKey(t.revision.namespace, t.revision.name),
+            weight: t.percent,
+            request_headers_to_add: [
+              { header: { key: 'Knative-Serving-Namespace', value: t.revision.namespace }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+              { header: { key: 'Knative-Serving-Revision', value: t.revision.name }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' },
+            ],
+          })),
+        },
+        timeout: `${timeoutSeconds}s`,
+        upgrade_configs: [{ upgrade_type: 'websocket', enabled: true }],
+      },
+    }],
+  };
+}
+
+/** Everything one gateway node is served. */
+export function buildNodeResources(
+  snap: ClusterSnapshot,
+  load: LoadView,
+  gatewayNode: string | undefined,
+  opts: BuildOptions,
+): NodeResources {
+  const clusters = snap.revisions.map((r) => buildCluster(r, opts));
+  const endpoints = snap.revisions.map((r) => buildLoadAssignment(snap, load, r, gatewayNode, opts));
+  const { internal, external } = hostTargets(snap);
+  const routes: JsonObject[] = [
+    { name: EXTERNAL_ROUTES, virtual_hosts: [...external].map((h) => virtualHost(h, internal.get(h) ?? [])) },
+    // The internal gateway serves every host, cluster-local and public, as Kourier's does.
+    { name: INTERNAL_ROUTES, virtual_hosts: [...internal].map(([h, t]) => virtualHost(h, t)) },
+  ];
+  const listeners: BuiltListener[] = [
+    { listener: gatewayListener(EXTERNAL_LISTENER, opts.externalPort ?? 8080, 'external', EXTERNAL_ROUTES), inWildcard: true },
+    { listener: gatewayListener(INTERNAL_LISTENER, opts.internalPort ?? 8081, 'internal', INTERNAL_ROUTES), inWildcard: true },
+    ...[...internal.keys()].map((h) => ({ listener: apiListener(h), inWildcard: false })),
+  ];
+  return { clusters, endpoints, listeners, routes };
+}
