@@ -1,7 +1,7 @@
 # chikai: one image for the node proxy and the xDS server (subcommands of `chikai`):
 #   docker run IMAGE proxy --node NAME --source kubernetes --listen 0.0.0.0:8012 --admin 0.0.0.0:9090
 #   docker run IMAGE xds --source kubernetes --listen 0.0.0.0:18000 --admin 0.0.0.0:18080
-# Node.js LTS; @kubernetes/client-node 2.x needs Node.js >= 22.19.
+# Node.js 22 LTS in the image; the code also runs on Node.js 20 (CI, development).
 ARG NODE_IMAGE=node:22-bookworm-slim
 
 # Build stage: compile TypeScript with the dev dependencies.
