@@ -15,7 +15,7 @@ export async function demoCommand(args: string[]): Promise<void> {
   });
   const file = loadClusterFile(values.cluster);
   new StreamingGarbageCollector().start();
-  const stack = await startEmulatedStack({ file, policy: values.policy });
+  const stack = await startEmulatedStack({ file, policy: values.policy, xds: { listen: file.xds.listen, admin: file.xds.admin } });
   const snap = stack.model.current;
   const rev = snap.revisions[0];
   const host = rev ? `${rev.service}.${rev.namespace}.svc.${snap.state.domain}` : 'hello.default.svc.cluster.local';
@@ -37,9 +37,13 @@ export async function demoCommand(args: string[]): Promise<void> {
     'pods:',
     ...snap.state.endpoints.map((e) => `  ${e.pod.padEnd(28)} ${e.node}  ${e.address}:${e.port}`),
     '',
+    `xDS server for the Kourier gateways: grpc://${file.xds.listen.host}:${stack.xds?.address.port}  admin http://${file.xds.admin.host}:${stack.xds?.adminAddress?.port}`,
+    '',
     'try:',
     `  curl -s -H 'Host: ${host}' ${stack.proxyUrl(edge.name)}/`,
     `  curl -s ${stack.adminUrl(edge.name)}/metrics | grep -E 'chikai_requests_total|latency_between_nodes'`,
+    `  curl -s 'http://${file.xds.admin.host}:${stack.xds?.adminAddress?.port}/clusters?node=${edge.name}'    # what ${edge.name}'s gateway is told`,
+    `  node dist/bin/chikai.js inspect --node ${edge.name}`,
     '',
     'Ctrl-C stops everything.',
   ];

@@ -7,6 +7,9 @@ import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy } from '../proxy/policy/index.js';
 import { parseQueueSettings } from '../proxy/queueing.js';
+import { configuredLoadView } from '../cluster/load.js';
+import { startXdsServer, type HostPort, type XdsServer } from '../xds/server.js';
+import { LoadPoller } from '../xds/load-poller.js';
 
 export interface StackOptions {
   /** The cluster file (default: the embedded demo cluster). */
@@ -20,6 +23,8 @@ export interface StackOptions {
   readonly drainSeconds?: number;
   /** Seed for the network's jitter and the pods' service times. */
   readonly seed?: number;
+  /** Also run the xDS server (the Kourier gateways' control plane) on these addresses. */
+  readonly xds?: { readonly listen: HostPort; readonly admin?: HostPort; readonly log?: (line: string) => void };
 }
 
 export interface EmulatedStack {
@@ -27,6 +32,8 @@ export interface EmulatedStack {
   readonly model: ClusterModel;
   readonly cluster: EmulatedCluster;
   readonly proxies: ReadonlyMap<string, NodeProxy>;
+  /** The xDS server, when asked for; it weighs localities with the proxies' load reports. */
+  readonly xds: XdsServer | undefined;
   /** Port every node's proxy is reachable on, at the node's address. */
   readonly proxyPort: number;
   /** `http://<node address>:<proxy port>` of a node's proxy. */
@@ -72,11 +79,35 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     await cluster.close();
     throw err;
   }
+  let xds: XdsServer | undefined;
+  let poller: LoadPoller | undefined;
+  if (opts.xds) {
+    // The xDS server reads the proxies' measurements over HTTP, as it does in Kubernetes.
+    poller = new LoadPoller({
+      model,
+      fallback: configuredLoadView(() => model.current),
+      adminUrl: (node) => {
+        const a = proxies.get(node)?.adminAddress;
+        return a ? `http://${a.address}:${a.port}` : undefined;
+      },
+      log: opts.xds.log,
+    });
+    poller.start();
+    try {
+      xds = await startXdsServer({ model, load: poller.view, listen: opts.xds.listen, admin: opts.xds.admin, proxyPort, log: opts.xds.log });
+    } catch (err) {
+      await poller.stop();
+      await Promise.all([...proxies.values()].map((p) => p.close()));
+      await cluster.close();
+      throw err;
+    }
+  }
   return {
     file,
     model,
     cluster,
     proxies,
+    xds,
     proxyPort,
     proxyUrl(node: string): string {
       const n = model.current.node(node);
@@ -89,6 +120,8 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       return `http://${a.address}:${a.port}`;
     },
     async close(): Promise<void> {
+      await xds?.close();
+      await poller?.stop();
       await Promise.all([...proxies.values()].map((p) => p.close()));
       await cluster.close();
     },

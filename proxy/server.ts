@@ -9,6 +9,7 @@ import { EndpointTable, type EndpointState } from './endpoints.js';
 import { forwardRequest, requestHasBody } from './forward.js';
 import { NETWORK_PROBE_HEADER, PROXY_REQUEST_HEADER, upstreamRequestHeaders, KNATIVE_NAMESPACE_HEADER, KNATIVE_REVISION_HEADER } from './headers.js';
 import { ProxyMetrics } from './metrics.js';
+import { loadReportOf } from '../cluster/load-report.js';
 import type { Policy } from './policy/policy.js';
 import { resolveRevision } from './resolve.js';
 import { Throttle, type Admission } from './throttle.js';
@@ -293,12 +294,17 @@ export class NodeProxy {
       const text = await this.metrics.registry.metrics();
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
       res.end(text);
+    } else if (path === '/load') {
+      // What this proxy measures, for the xDS server's locality weights (cluster/load-report.ts).
+      const body = JSON.stringify(loadReportOf(this.opts.node, this.tracker, this.opts.model.current));
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(body);
     } else if (path === '/healthz') {
       send(res, 200, 'ok\n');
     } else if (path === '/readyz') {
       send(res, this.draining ? 503 : 200, this.draining ? 'draining\n' : 'ready\n');
     } else {
-      send(res, 404, 'chikai admin: /metrics, /healthz, /readyz\n');
+      send(res, 404, 'chikai admin: /metrics, /load, /healthz, /readyz\n');
     }
   }
 

@@ -1,0 +1,83 @@
+// The xDS server beside the emulated stack, as `npm start` runs it: it reads the proxies'
+// load reports over HTTP and weighs node3's gateway view with them — all local while the
+// edge pod is idle, spilling to the cloud once the edge pod is slow and busy.
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { request } from 'undici';
+import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
+import { startEmulatedStack } from '../bin/stack.js';
+import { HELLO_HOST, sleep } from './support.js';
+
+const CHIKAI = fileURLToPath(new URL('../bin/chikai.js', import.meta.url));
+
+/** Per node, the share of `default/hello-00001` from Envoy-style `/clusters` text. */
+function sharesFrom(text: string): Record<string, number> {
+  const zoneOf = new Map<string, string>();
+  const shareOf = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^default\/hello-00001::([^:]+:\d+)::(sub_zone|expected_share)::(.+)$/.exec(line);
+    if (!m) continue;
+    if (m[2] === 'sub_zone') zoneOf.set(m[1], m[3]);
+    else shareOf.set(m[1], Number.parseFloat(m[3]) / 100);
+  }
+  const out: Record<string, number> = {};
+  for (const [host, zone] of zoneOf) out[zone] = (out[zone] ?? 0) + (shareOf.get(host) ?? 0);
+  return out;
+}
+
+const pct = (s: Record<string, number>) => Object.entries(s).sort().map(([k, v]) => `${k} ${(v * 100).toFixed(0)} %`).join(', ');
+
+t.test('node3\'s gateway view follows the proxies\' measurements: local at light load, spilling when the edge pod is slow', async (t) => {
+  const logs: string[] = [];
+  const stack = await startEmulatedStack({
+    file: loadClusterFile(DEMO_CLUSTER_FILE), policy: 'chikai', proxyPort: 0, adminPort: 0, drainSeconds: 0, seed: 3,
+    xds: { listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, log: (l) => logs.push(l) },
+  });
+  t.teardown(() => stack.close());
+  const admin = `127.0.0.1:${stack.xds?.adminAddress?.port}`;
+  const clusters = async () => sharesFrom(await (await request(`http://${admin}/clusters?node=node3`)).body.text());
+
+  await sleep(1500); // RTT probes, first load reports
+  const report = JSON.parse(await (await request(`${stack.adminUrl('node3')}/load`)).body.text()) as { node: string; peers: Record<string, { rttMs?: number }> };
+  t.equal(report.node, 'node3', 'the proxy serves its load report on the admin port');
+  t.ok((report.peers['node1']?.rttMs ?? 0) > 30, `it carries the measured RTT to node1 (${report.peers['node1']?.rttMs?.toFixed(1)} ms)`);
+
+  const light = await clusters();
+  t.comment(`served weights for node3's gateway, idle: ${pct(light)}`);
+  t.equal(light['node3'], 1, 'idle edge pod: all of node3\'s gateway traffic stays on node3');
+
+  // The edge pod turns 10× slower and the edge proxy is loaded: its reports show the busy,
+  // slow pod, and node3's gateway view spills to the cloud.
+  stack.cluster.pods.find((p) => p.node === 'node3')?.setSlowdown(10);
+  let heaviest = light;
+  const end = performance.now() + 5000;
+  const users = Array.from({ length: 16 }, async () => {
+    while (performance.now() < end) {
+      const res = await request(stack.proxyUrl('node3'), { headers: { host: HELLO_HOST } });
+      await res.body.text();
+    }
+  });
+  while (performance.now() < end) {
+    await sleep(250);
+    const s = await clusters();
+    if ((s['node3'] ?? 1) < (heaviest['node3'] ?? 1)) heaviest = s;
+  }
+  await Promise.all(users);
+  t.comment(`served weights for node3's gateway, edge pod 10× slower under 16 users: ${pct(heaviest)}`);
+  t.ok((heaviest['node3'] ?? 1) < 0.5, 'most of node3\'s gateway traffic goes to the cloud');
+  t.ok((heaviest['node1'] ?? 0) + (heaviest['node2'] ?? 0) > 0.5, 'node1 and node2 take it');
+
+  // `chikai inspect` prints the same table from the same admin port.
+  const { stdout } = await promisify(execFile)(process.execPath, [CHIKAI, 'inspect', '--node', 'node3', '--admin', admin]);
+  t.match(stdout, /default\/hello-00001::127\.0\.1\.3:\d+::sub_zone::node3/, 'inspect shows node3\'s hosts');
+  t.same(Object.keys(sharesFrom(stdout)).sort(), ['node1', 'node2', 'node3'], 'inspect shows every locality');
+  t.notOk(logs.some((l) => l.includes('no load report')), `every proxy answered the xDS server's polls (${logs.join('; ')})`);
+});
+
+t.test('inspect names the fix when the xDS admin server is not there', async (t) => {
+  const err = await promisify(execFile)(process.execPath, [CHIKAI, 'inspect', '--node', 'node3', '--admin', '127.0.0.1:1']).catch((e: { code: number; stderr: string }) => e);
+  t.equal((err as { code?: number }).code, 2, 'exit code 2');
+  t.match((err as { stderr: string }).stderr, /cannot reach the xDS admin server at 127\.0\.0\.1:1.*npm start/, 'says what to start');
+});
