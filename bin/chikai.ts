@@ -3,23 +3,30 @@
 // inspection. Each subcommand parses its flags, loads the cluster file and hands over.
 import { parseArgs } from 'node:util';
 import { ConfigError, DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
-import { ClusterModel } from '../cluster/model.js';
 import { createPolicy, POLICY_NAMES, UnknownPolicyError } from '../proxy/policy/index.js';
 import { NodeProxy } from '../proxy/server.js';
 import { StreamingGarbageCollector } from '../proxy/memory.js';
 import { parseQueueSettings } from '../proxy/queueing.js';
+import { AutoscalerReporter } from '../proxy/autoscaler.js';
+import { openModelSource, sourceKind } from './sources.js';
 
 const USAGE = `usage: chikai <command> [flags]
 
 commands:
   demo      [--cluster FILE] [--policy NAME]
             emulated cluster on this machine: pods, one proxy per node, the xDS server
-  proxy     --node NAME [--cluster FILE] [--listen HOST:PORT] [--admin HOST:PORT] [--policy NAME]
+  proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
+            [--admin HOST:PORT] [--policy NAME] [--drain-seconds N] [--autoscaler ws://HOST:PORT]
             the node proxy (activator replacement) for one node
+  xds       [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT] [--admin HOST:PORT]
+            [--proxy-port N] [--proxy-admin-port N]
+            the xDS server for the Kourier gateways (ADS on --listen, admin on --admin)
   inspect   --node NAME [--admin HOST:PORT]
             what the xDS server tells that node's gateway (clusters, weights, priorities)
 
 The cluster file defaults to the embedded demo cluster (${DEMO_CLUSTER_FILE}).
+--source kubernetes (the default inside a pod) reads nodes, revisions, pods and Knative
+Ingresses from the Kubernetes API instead; the file then only gives domains and settings.
 Policies: ${POLICY_NAMES.join(', ')}.`;
 
 function hostPort(flag: string, v: string): { host: string; port: number } {
@@ -31,48 +38,77 @@ function hostPort(flag: string, v: string): { host: string; port: number } {
 class UsageError extends Error {}
 
 async function proxyCommand(args: string[]): Promise<void> {
-  new StreamingGarbageCollector().start();
   const { values } = parseArgs({
     args,
     options: {
       node: { type: 'string' },
       cluster: { type: 'string', default: DEMO_CLUSTER_FILE },
+      source: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string' },
       listen: { type: 'string' },
       admin: { type: 'string' },
       policy: { type: 'string' },
       'drain-seconds': { type: 'string' },
+      autoscaler: { type: 'string' },
+      'pod-name': { type: 'string' },
     },
   });
-  if (!values.node) throw new UsageError('proxy needs --node NAME (the Kubernetes node it runs on)');
+  const nodeName = values.node ?? process.env['NODE_NAME'];
+  if (!nodeName) throw new UsageError('proxy needs --node NAME (the Kubernetes node it runs on; in a pod, NODE_NAME from the downward API)');
+  const kind = sourceKind(values.source);
   const file = loadClusterFile(values.cluster);
-  const model = new ClusterModel(file.state);
-  const node = model.current.node(values.node);
-  if (!node) throw new UsageError(`--node ${values.node}: no such node in ${file.file} (nodes: ${file.state.nodes.map((n) => n.name).join(', ')})`);
+  const policy = createPolicy(values.policy ?? file.proxy.policy);
+  const queue = parseQueueSettings(file.queue, file.file);
   const drainSeconds = values['drain-seconds'] !== undefined ? Number(values['drain-seconds']) : file.proxy.drainSeconds;
   if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new UsageError('--drain-seconds expects a number of seconds ≥ 0');
+  const listenFlag = values.listen ? hostPort('listen', values.listen) : undefined;
+  const adminFlag = values.admin ? hostPort('admin', values.admin) : undefined;
+
+  new StreamingGarbageCollector().start();
+  const source = await openModelSource({ kind, file, namespace: values.namespace, kubeconfig: values.kubeconfig });
+  const node = source.model.current.node(nodeName);
+  if (!node) {
+    await source.close();
+    const known = source.model.current.nodes.map((n) => n.name).join(', ') || 'none';
+    throw new UsageError(`--node ${nodeName}: no such node in ${kind === 'file' ? file.file : 'the Kubernetes API'} (nodes: ${known})`);
+  }
+  // In Kubernetes the proxy is a pod: it listens on every address and reaches the other
+  // nodes' proxies on their node address at its own (host) port.
+  const listen = listenFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.port } : { host: '0.0.0.0', port: 8012 });
+  const admin = adminFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.adminPort } : { host: '0.0.0.0', port: 9090 });
+  const autoscalerUrl = values.autoscaler ?? process.env['CHIKAI_AUTOSCALER_URL'];
+  let autoscaler: AutoscalerReporter | undefined;
+  if (autoscalerUrl && autoscalerUrl !== 'off') {
+    autoscaler = new AutoscalerReporter({ url: autoscalerUrl, podName: values['pod-name'] ?? process.env['POD_NAME'] ?? `chikai-proxy-${node.name}` });
+    autoscaler.start();
+  }
   const proxy = new NodeProxy({
-    model,
+    model: source.model,
     node: node.name,
-    listen: values.listen ? hostPort('listen', values.listen) : { host: node.address, port: file.proxy.port },
-    admin: values.admin ? hostPort('admin', values.admin) : { host: node.address, port: file.proxy.adminPort },
-    policy: createPolicy(values.policy ?? file.proxy.policy),
-    queue: parseQueueSettings(file.queue, file.file),
+    listen,
+    admin,
+    policy,
+    queue,
     drainSeconds,
     maxBodyBytes: file.proxy.maxBodyBytes,
-    localAddress: node.address,
-    peerPort: file.proxy.port,
+    localAddress: kind === 'file' ? node.address : undefined,
+    peerPort: kind === 'file' ? file.proxy.port : listen.port,
     processMetrics: true,
+    concurrency: autoscaler,
   });
   await proxy.start();
   const a = proxy.address;
   const adm = proxy.adminAddress;
-  console.log(`chikai proxy for ${node.name} listening on ${a.address}:${a.port}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}`);
+  console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`${signal}: draining (${drainSeconds} s), readiness now fails`);
-    proxy.drain().then(() => {
+    proxy.drain().then(async () => {
+      autoscaler?.close();
+      await source.close();
       console.log('drained, bye');
       process.exit(0);
     }, (err: unknown) => {
@@ -89,6 +125,10 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'proxy':
       return proxyCommand(rest);
+    case 'xds': {
+      const { xdsCommand } = await import('./xds.js');
+      return xdsCommand(rest);
+    }
     case 'demo': {
       const { demoCommand } = await import('./demo.js');
       return demoCommand(rest);
@@ -113,7 +153,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: bad cluster file: ${err.message}`);
     process.exit(2);
   }
-  if (err instanceof UsageError || err instanceof UnknownPolicyError || (err as Error).name === 'InspectError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`chikai: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }

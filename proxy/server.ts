@@ -45,6 +45,16 @@ export interface NodeProxyOptions {
   /** Port of the other nodes' proxies, for RTT probes; no probing when absent. */
   readonly peerPort?: number;
   readonly probeIntervalMs?: number;
+  /** Where request concurrency goes for Knative's autoscaler (proxy/autoscaler.ts). */
+  readonly concurrency?: ConcurrencyReporter;
+}
+
+/** What the autoscaler needs from the request path, as the activator reports it. */
+export interface ConcurrencyReporter {
+  /** A request for the revision started; the returned function is called once when it ends. */
+  requestStarted(revisionKey: string): () => void;
+  /** A request waits for a revision with no ready pod: scale it from zero now. */
+  coldStart(revisionKey: string): void;
 }
 
 type Outcome = { status: number; targetNode: string };
@@ -160,6 +170,8 @@ export class NodeProxy {
 
     this.active++;
     this.metrics.inFlight.inc({ revision: key });
+    const reported = this.opts.concurrency?.requestStarted(key);
+    if (snapshot.readyEndpoints(key).length === 0) this.opts.concurrency?.coldStart(key);
     const abort = new AbortController();
     const timeoutMs = revision.timeoutSeconds * 1000;
     let timedOut = false;
@@ -176,6 +188,7 @@ export class NodeProxy {
       outcome = await this.admitAndForward(req, res, { revision, revisionKey: key, snapshot }, abort.signal, () => timedOut);
     } finally {
       clearTimeout(timer);
+      reported?.();
       this.active--;
       this.metrics.inFlight.dec({ revision: key });
       this.metrics.requests.inc({ revision: key, target_node: outcome.targetNode, code: String(outcome.status) });

@@ -19,6 +19,8 @@ export interface AdminSources {
   clients(): ClientStatus[];
   /** Node names of the model, for error messages. */
   nodeNames(): string[];
+  /** Why the server is not ready to serve gateways yet; undefined when it is. */
+  notReady?(): string | undefined;
 }
 
 /** Envoy's default overprovisioning factor (1.4): a priority or locality at ≥ 71.4 % health counts as whole. */
@@ -223,6 +225,7 @@ const INDEX = `chikai xDS admin
   /clients                          connected gateways, ACKed versions, NACKs
   /invalid_resources                resources refused by their PGV validation rules
   /metrics                          Prometheus metrics
+  /healthz, /readyz                 liveness; readiness (503 until the model source has synced)
 A node the model does not know gets the neutral view (as a gateway with that sub_zone would).
 `;
 
@@ -300,6 +303,16 @@ export class AdminServer {
       case '/clients':
         json({ clients: this.sources.clients() });
         return;
+      case '/healthz':
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end('ok\n');
+        return;
+      case '/readyz': {
+        const why = this.sources.notReady?.();
+        res.writeHead(why ? 503 : 200, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(why ? `not ready: ${why}\n` : 'ready\n');
+        return;
+      }
       case '/invalid_resources':
         json({ invalid_resources: invalidJson(this.sources.cache.invalidResources()) });
         return;

@@ -12,6 +12,7 @@ import { EventEmitter } from 'node:events';
 import type { LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import { buildNodeResources, type BuildOptions } from './resources.js';
+import type { IngressRoutes } from '../cluster/kubernetes/ingress.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE, type ResourceTypeUrl } from './protos.js';
 import { packAny, type EncodedAny, type JsonObject } from './protojson.js';
 import { validateMessage, type Violation } from './validate.js';
@@ -86,6 +87,14 @@ export interface SnapshotCacheOptions {
   readonly recomputeMs?: number;
   /** Largest change of any locality weight (points, weights are 1..100) that is not pushed (default 5). */
   readonly weightChangeThreshold?: number;
+  /** Where routes come from in Kubernetes: the KIngresses (absent: the model's hosts). */
+  readonly ingresses?: IngressSource;
+}
+
+/** The Knative Ingresses to route by, and a way to hear that they changed. */
+export interface IngressSource {
+  current(): readonly IngressRoutes[];
+  onChange(listener: () => void): () => void;
 }
 
 export function contentHash(text: string): string {
@@ -124,6 +133,7 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   private timer: NodeJS.Timeout | undefined;
   private pending: NodeJS.Immediate | undefined;
   private readonly onModelChange = (): void => this.schedule();
+  private unsubscribeIngresses: (() => void) | undefined;
   readonly recomputeMs: number;
   readonly weightChangeThreshold: number;
 
@@ -139,12 +149,15 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   start(): void {
     this.recompute();
     this.opts.model.on('change', this.onModelChange);
+    this.unsubscribeIngresses = this.opts.ingresses?.onChange(this.onModelChange);
     this.timer = setInterval(() => this.recompute(), this.recomputeMs);
     this.timer.unref();
   }
 
   stop(): void {
     this.opts.model.off('change', this.onModelChange);
+    this.unsubscribeIngresses?.();
+    this.unsubscribeIngresses = undefined;
     if (this.timer) clearInterval(this.timer);
     if (this.pending) clearImmediate(this.pending);
     this.timer = undefined;
@@ -187,11 +200,12 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   recompute(): void {
     const snap = this.opts.model.current;
     const keys = [...snap.nodes.map((n) => n.name), NEUTRAL_VIEW];
+    const ingresses = this.opts.ingresses?.current();
     const nextEncoded = new Map<string, { any: EncodedAny; version: string }>();
     const events: PublishEvent[] = [];
     for (const key of keys) {
       const gatewayNode = key === NEUTRAL_VIEW ? undefined : key;
-      const built = buildNodeResources(snap, this.opts.load, gatewayNode, this.opts.build);
+      const built = buildNodeResources(snap, this.opts.load, gatewayNode, this.opts.build, ingresses);
       const byType: Record<ResourceTypeUrl, { name: string; json: JsonObject; inWildcard: boolean }[]> = {
         [CLUSTER_TYPE]: built.clusters.map((json) => ({ name: String(json.name), json, inWildcard: true })),
         [ENDPOINT_TYPE]: built.endpoints.map((json) => ({ name: String(json.cluster_name), json, inWildcard: true })),

@@ -11,6 +11,7 @@
 import { localityShares, type LocalityPreference, type LocalityShare } from '../cluster/cost.js';
 import { podCostInputs, type LoadView } from '../cluster/load.js';
 import { hostsOf, revisionKey, type ClusterSnapshot, type EndpointInfo, type NodeInfo, type RevisionInfo } from '../cluster/model.js';
+import type { IngressPath, IngressRoutes, IngressRule } from '../cluster/kubernetes/ingress.js';
 import { HCM_TYPE, HTTP_PROTOCOL_OPTIONS_TYPE, ROUTER_TYPE } from './protos.js';
 import type { JsonObject } from './protojson.js';
 
@@ -268,25 +269,112 @@ function virtualHost(host: string, targets: readonly TrafficTarget[]): JsonObjec
   };
 }
 
-/** Everything one gateway node is served. */
+/**
+ * A KIngress rule as one virtual host, the way Kourier translates it: a route per path
+ * (prefix, exact header matches), weighted clusters for the traffic split with the
+ * path's and the split's headers appended. Splits that name no revision (an ExternalName
+ * service, say) have no cluster here and are left out; a path left with none is dropped.
+ */
+function ingressVirtualHost(snap: ClusterSnapshot, ingress: IngressRoutes, ruleIndex: number, rule: IngressRule): JsonObject | undefined {
+  const headerList = (h: Readonly<Record<string, string>>) => Object.entries(h).map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
+  const route = (path: IngressPath): JsonObject | undefined => {
+    const splits = path.splits.filter((sp) => sp.revision !== undefined && snap.revision(sp.revision) && sp.percent > 0);
+    if (splits.length === 0) return undefined;
+    const timeoutSeconds = Math.max(...splits.map((sp) => snap.revision(sp.revision as string)?.timeoutSeconds ?? 300));
+    return {
+      match: {
+        prefix: path.path || '/',
+        ...(Object.keys(path.headers).length > 0
+          ? { headers: Object.entries(path.headers).map(([name, exact]) => ({ name, string_match: { exact } })) }
+          : {}),
+      },
+      route: {
+        weighted_clusters: {
+          clusters: splits.map((sp) => ({ name: sp.revision as string, weight: sp.percent, request_headers_to_add: headerList(sp.appendHeaders) })),
+        },
+        timeout: `${timeoutSeconds}s`,
+        upgrade_configs: [{ upgrade_type: 'websocket', enabled: true }],
+        ...(path.rewriteHost ? { host_rewrite_literal: path.rewriteHost } : {}),
+      },
+      ...(Object.keys(path.appendHeaders).length > 0 ? { request_headers_to_add: headerList(path.appendHeaders) } : {}),
+    };
+  };
+  const routes = rule.paths.map(route).filter((r): r is JsonObject => r !== undefined);
+  if (routes.length === 0 || rule.hosts.length === 0) return undefined;
+  const hosts = rule.hosts.map((h) => h.toLowerCase());
+  return {
+    name: `${ingress.key}/${ruleIndex}`,
+    domains: hosts.flatMap((h) => [h, `${h}:*`]),
+    routes,
+  };
+}
+
+/** Virtual hosts from the KIngresses: ExternalIP rules on both route configs, ClusterLocal on the internal one. */
+function ingressVirtualHosts(snap: ClusterSnapshot, ingresses: readonly IngressRoutes[]): { external: JsonObject[]; internal: JsonObject[]; hosts: string[] } {
+  const external: JsonObject[] = [];
+  const internal: JsonObject[] = [];
+  const hosts = new Set<string>();
+  // Envoy refuses a route configuration where two virtual hosts claim one domain: the first
+  // KIngress (by key) keeps it.
+  const claimed = { external: new Set<string>(), internal: new Set<string>() };
+  const take = (which: 'external' | 'internal', vh: JsonObject): JsonObject | undefined => {
+    const domains = (vh.domains as string[]).filter((d) => !claimed[which].has(d));
+    if (domains.length === 0) return undefined;
+    domains.forEach((d) => claimed[which].add(d));
+    return { ...vh, domains };
+  };
+  for (const ing of [...ingresses].sort((a, b) => a.key.localeCompare(b.key))) {
+    ing.rules.forEach((rule, i) => {
+      const vh = ingressVirtualHost(snap, ing, i, rule);
+      if (!vh) return;
+      const inner = take('internal', vh);
+      if (inner) internal.push(inner);
+      if (rule.visibility === 'ExternalIP') {
+        const outer = take('external', vh);
+        if (outer) external.push(outer);
+      }
+      for (const h of rule.hosts) hosts.add(h.toLowerCase());
+    });
+  }
+  return { external, internal, hosts: [...hosts] };
+}
+
+/**
+ * Everything one gateway node is served. Routes come from the KIngresses when a Kubernetes
+ * source supplies them (`ingresses`), else from the model's revisions and their hosts.
+ */
 export function buildNodeResources(
   snap: ClusterSnapshot,
   load: LoadView,
   gatewayNode: string | undefined,
   opts: BuildOptions,
+  ingresses?: readonly IngressRoutes[],
 ): NodeResources {
   const clusters = snap.revisions.map((r) => buildCluster(r, opts));
   const endpoints = snap.revisions.map((r) => buildLoadAssignment(snap, load, r, gatewayNode, opts));
-  const { internal, external } = hostTargets(snap);
-  const routes: JsonObject[] = [
-    { name: EXTERNAL_ROUTES, virtual_hosts: [...external].map((h) => virtualHost(h, internal.get(h) ?? [])) },
+  let externalHosts: JsonObject[];
+  let internalHosts: JsonObject[];
+  let apiHosts: string[];
+  if (ingresses) {
+    const v = ingressVirtualHosts(snap, ingresses);
+    externalHosts = v.external;
+    internalHosts = v.internal;
+    apiHosts = v.hosts;
+  } else {
+    const { internal, external } = hostTargets(snap);
+    externalHosts = [...external].map((h) => virtualHost(h, internal.get(h) ?? []));
     // The internal gateway serves every host, cluster-local and public, as Kourier's does.
-    { name: INTERNAL_ROUTES, virtual_hosts: [...internal].map(([h, t]) => virtualHost(h, t)) },
+    internalHosts = [...internal].map(([h, t]) => virtualHost(h, t));
+    apiHosts = [...internal.keys()];
+  }
+  const routes: JsonObject[] = [
+    { name: EXTERNAL_ROUTES, virtual_hosts: externalHosts },
+    { name: INTERNAL_ROUTES, virtual_hosts: internalHosts },
   ];
   const listeners: BuiltListener[] = [
     { listener: gatewayListener(EXTERNAL_LISTENER, opts.externalPort ?? 8080, 'external', EXTERNAL_ROUTES), inWildcard: true },
     { listener: gatewayListener(INTERNAL_LISTENER, opts.internalPort ?? 8081, 'internal', INTERNAL_ROUTES), inWildcard: true },
-    ...[...internal.keys()].map((h) => ({ listener: apiListener(h), inWildcard: false })),
+    ...apiHosts.map((h) => ({ listener: apiListener(h), inWildcard: false })),
   ];
   return { clusters, endpoints, listeners, routes };
 }

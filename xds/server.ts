@@ -11,7 +11,7 @@ import type { LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import type { LocalityPreference } from '../cluster/cost.js';
 import { AdminServer } from './admin.js';
-import { SnapshotCache, type InvalidResource } from './cache.js';
+import { SnapshotCache, type IngressSource, type InvalidResource } from './cache.js';
 import { XdsMetrics } from './metrics.js';
 import { ENDPOINT_TYPE, TYPE_SHORT_NAME, envoyProtos } from './protos.js';
 import { DeltaStream, SotwStream, type AnyAdsStream, type ClientStatus } from './streams.js';
@@ -38,6 +38,10 @@ export interface XdsServerOptions {
   /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal). */
   readonly gatewayPorts?: { readonly external: number; readonly internal: number };
   readonly preference?: LocalityPreference;
+  /** Why the model is not ready to serve (e.g. the Kubernetes source still listing); /readyz fails meanwhile. */
+  readonly notReady?: () => string | undefined;
+  /** KIngresses to build routes from (Kubernetes); absent: routes from the model's hosts. */
+  readonly ingresses?: IngressSource;
   /** Where NACKs, refused resources and stream errors are reported (default: console.warn). */
   readonly log?: (line: string) => void;
 }
@@ -66,6 +70,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     load: opts.load,
     recomputeMs: opts.recomputeMs,
     weightChangeThreshold: opts.weightChangeThreshold,
+    ingresses: opts.ingresses,
     build: {
       proxyPort: opts.proxyPort,
       externalPort: opts.gatewayPorts?.external,
@@ -134,7 +139,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
   let admin: AdminServer | undefined;
   let adminAddress: HostPort | undefined;
   if (opts.admin) {
-    admin = new AdminServer({ cache, metrics, clients, nodeNames: () => opts.model.current.nodes.map((n) => n.name) });
+    admin = new AdminServer({ cache, metrics, clients, nodeNames: () => opts.model.current.nodes.map((n) => n.name), notReady: opts.notReady });
     try {
       const a = await admin.listen(opts.admin.host, opts.admin.port);
       adminAddress = { host: a.address, port: a.port };

@@ -1,0 +1,79 @@
+// Where a command's cluster model comes from: the cluster file (demo, static setups) or
+// the Kubernetes API (inside a cluster). Both the proxy and the xDS server open it here.
+import type { ClusterFile } from '../cluster/config.js';
+import { ClusterModel } from '../cluster/model.js';
+import type { IngressSource } from '../xds/cache.js';
+
+export type SourceKind = 'file' | 'kubernetes';
+
+export interface ModelSource {
+  readonly kind: SourceKind;
+  readonly model: ClusterModel;
+  /** KIngresses to route by (Kubernetes with `readIngresses`). */
+  readonly ingresses: IngressSource | undefined;
+  /** Why the source is not complete yet; undefined when it is. */
+  notReady(): string | undefined;
+  close(): Promise<void>;
+}
+
+/** `--source`: explicit, else Kubernetes inside a pod (the API server's env is set), else the file. */
+export function sourceKind(flag: string | undefined): SourceKind {
+  if (flag === undefined) return process.env['KUBERNETES_SERVICE_HOST'] ? 'kubernetes' : 'file';
+  if (flag === 'file' || flag === 'kubernetes') return flag;
+  throw new SourceError(`--source expects file or kubernetes, got ${JSON.stringify(flag)}`);
+}
+
+export class SourceError extends Error {
+  override name = 'SourceError';
+}
+
+export interface OpenOptions {
+  readonly kind: SourceKind;
+  /** The cluster file: the model itself (file), or only domains and settings (kubernetes). */
+  readonly file: ClusterFile;
+  /** The xDS server routes by KIngresses; the proxy does not need them. */
+  readonly readIngresses?: boolean;
+  /** Watch one namespace only (Revisions, EndpointSlices, KIngresses). */
+  readonly namespace?: string;
+  readonly kubeconfig?: string;
+}
+
+export async function openModelSource(opts: OpenOptions): Promise<ModelSource> {
+  if (opts.kind === 'file') {
+    const model = new ClusterModel(opts.file.state);
+    return { kind: 'file', model, ingresses: undefined, notReady: () => undefined, close: async () => undefined };
+  }
+  const { loadKubeConfig, startKubernetesSource } = await import('../cluster/kubernetes/index.js');
+  let kubeConfig;
+  try {
+    kubeConfig = await loadKubeConfig(opts.kubeconfig ? { file: opts.kubeconfig } : {});
+  } catch (err) {
+    throw new SourceError(`--source kubernetes: ${(err as Error).message}`);
+  }
+  const source = await startKubernetesSource({
+    kubeConfig,
+    readIngresses: opts.readIngresses ?? false,
+    namespace: opts.namespace,
+    domain: opts.file.state.domain,
+    externalDomains: opts.file.state.externalDomains,
+  });
+  const ingresses: IngressSource | undefined = opts.readIngresses
+    ? {
+        current: () => source.ingresses(),
+        onChange(listener) {
+          source.on('ingresses', listener);
+          return () => source.off('ingresses', listener);
+        },
+      }
+    : undefined;
+  return {
+    kind: 'kubernetes',
+    model: source.model,
+    ingresses,
+    notReady: () => {
+      const pending = source.health().filter((h) => !h.synced);
+      return pending.length === 0 ? undefined : `still listing ${pending.map((h) => `${h.resource}${h.lastError ? ` (${h.lastError})` : ''}`).join(', ')}`;
+    },
+    close: () => source.close(),
+  };
+}

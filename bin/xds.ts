@@ -1,0 +1,88 @@
+// `chikai xds`: the xDS server for the Kourier gateways on its own, as deploy/ runs it. It
+// takes the model from the cluster file or the Kubernetes API and the measured load from
+// every node proxy's `/load` report (admin port on the node's address).
+import { parseArgs } from 'node:util';
+import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
+import { configuredLoadView } from '../cluster/load.js';
+import { LoadPoller } from '../xds/load-poller.js';
+import { startXdsServer } from '../xds/server.js';
+import { openModelSource, sourceKind, SourceError } from './sources.js';
+
+function hostPort(flag: string, v: string): { host: string; port: number } {
+  const m = /^(.+):(\d{1,5})$/.exec(v);
+  if (!m) throw new SourceError(`--${flag} expects HOST:PORT, got ${JSON.stringify(v)}`);
+  return { host: m[1], port: Number(m[2]) };
+}
+
+function port(flag: string, v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new SourceError(`--${flag} expects a port number 1–65535, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+export async function xdsCommand(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      cluster: { type: 'string', default: DEMO_CLUSTER_FILE },
+      source: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string' },
+      listen: { type: 'string' },
+      admin: { type: 'string' },
+      'proxy-port': { type: 'string' },
+      'proxy-admin-port': { type: 'string' },
+    },
+  });
+  const kind = sourceKind(values.source);
+  const file = loadClusterFile(values.cluster);
+  const inCluster = kind === 'kubernetes';
+  const listen = values.listen ? hostPort('listen', values.listen) : inCluster ? { host: '0.0.0.0', port: 18000 } : file.xds.listen;
+  const admin = values.admin ? hostPort('admin', values.admin) : inCluster ? { host: '0.0.0.0', port: 18080 } : file.xds.admin;
+  // The node proxies: where a revision with no ready pod is sent, and where load reports are read.
+  const proxyPort = port('proxy-port', values['proxy-port'], inCluster ? 8012 : file.proxy.port);
+  const proxyAdminPort = port('proxy-admin-port', values['proxy-admin-port'], inCluster ? 9090 : file.proxy.adminPort);
+
+  const source = await openModelSource({ kind, file, readIngresses: inCluster, namespace: values.namespace, kubeconfig: values.kubeconfig });
+  const log = (line: string) => console.warn(line);
+  const poller = new LoadPoller({
+    model: source.model,
+    fallback: configuredLoadView(() => source.model.current),
+    adminUrl: (node) => {
+      const n = source.model.current.node(node);
+      return n ? `http://${n.address.includes(':') ? `[${n.address}]` : n.address}:${proxyAdminPort}` : undefined;
+    },
+    log,
+  });
+  poller.start();
+  const server = await startXdsServer({
+    model: source.model,
+    load: poller.view,
+    listen,
+    admin,
+    proxyPort,
+    ingresses: source.ingresses,
+    notReady: () => source.notReady(),
+    log,
+  }).catch(async (err: unknown) => {
+    await poller.stop();
+    await source.close();
+    throw err;
+  });
+  console.log(`chikai xDS server (${kind} source): ADS on ${listen.host}:${server.address.port}, admin on ${admin.host}:${server.adminAddress?.port}`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${signal}: closing the ADS streams`);
+    void (async () => {
+      await server.close();
+      await poller.stop();
+      await source.close();
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
