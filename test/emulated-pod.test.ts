@@ -59,7 +59,8 @@ t.test('service times follow the configured distribution, without burning CPU', 
     }),
   );
   t.ok(Math.min(...times) >= 19, `min ${Math.min(...times).toFixed(1)} ≥ 20 ms`);
-  t.ok(Math.max(...times) < 80, `max ${Math.max(...times).toFixed(1)} ms`);
+  const sorted = [...times].sort((a, b) => a - b);
+  t.ok(sorted[sorted.length >> 1] < 45, `median ${sorted[sorted.length >> 1].toFixed(1)} ms: inside the 20–40 ms range plus scheduling slack`);
   // While requests sit out a long service time the process should be idle: a busy wait
   // would cost about as much CPU as wall time.
   const long = await startPod(t, { serviceTimeMs: { min: 700, max: 700 }, capacity: 4 });
