@@ -99,6 +99,18 @@ t.test('the xDS server routes by the KIngress from the Kubernetes API', async (t
     return !d.includes('"name":"default/hello-00001","weight"') && /"name":"default\/hello-00002","weight":100/.test(d) ? true : undefined;
   });
   t.pass('100 % to hello-00002 after the KIngress changed');
+
+  // hello-00001 scales 1 → 2 → 0 pods: node-a's gateway EDS follows, and at zero its hosts
+  // are the nodes' chikai proxies (requests are buffered there while the pods start).
+  const hostsOf = async () => (await (await request(`${admin}/clusters?node=node-a`)).body.text())
+    .split('\n').filter((l) => l.startsWith('default/hello-00001::') && /::(pod|proxy)::/.test(l)).map((l) => l.split('::').slice(1).join(' ')).sort();
+  api.apply(ENDPOINT_SLICES, privateSlice('default', 'hello-00001', [{ pod: 'p1', ip: '127.0.1.1', node: 'node-a' }, { pod: 'p3', ip: '127.0.1.2', node: 'node-b' }]));
+  const two = await until('two pods in EDS', async () => { const h = await hostsOf(); return h.length === 2 ? h : undefined; });
+  t.match(two.join('\n'), /pod p1[\s\S]*pod p3/, `two pods: ${two.join(', ')}`);
+  api.apply(ENDPOINT_SLICES, privateSlice('default', 'hello-00001', []));
+  const zero = await until('proxies in EDS', async () => { const h = await hostsOf(); return h.every((x) => x.includes('proxy')) && h.length === 2 ? h : undefined; });
+  t.same(zero.map((h) => h.replace(/:\d+ /, ' ')), ['127.0.1.1 proxy node-a', '127.0.1.2 proxy node-b'], 'at zero: the node proxies on 8012');
+  t.ok(zero.every((h) => h.includes(':8012 ')), 'on the proxies\' port');
 });
 
 t.test('the proxy from Kubernetes: a request at zero is held, the autoscaler hears at once, a pod appears and serves it', async (t) => {
