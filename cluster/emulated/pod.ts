@@ -36,6 +36,9 @@ export interface EmulatedPodOptions {
 }
 
 export const POD_HEADER = 'x-chikai-pod';
+/** The service time the pod drew for a request, and how long it actually held it (ms). */
+export const SERVICE_TIME_HEADER = 'x-chikai-service-ms';
+export const HELD_TIME_HEADER = 'x-chikai-held-ms';
 export const LOAD_HEADER = ORCA_HEADER;
 
 /** Window over which the pod reports its request rate. */
@@ -289,6 +292,7 @@ export class EmulatedPod {
       grant: () => {
         state = 'busy';
         this.busySlots++;
+        const granted = performance.now();
         timer = this.after(ms, () => {
           timer = undefined;
           release();
@@ -297,6 +301,8 @@ export class EmulatedPod {
             'content-type': 'text/plain; charset=utf-8',
             'content-length': Buffer.byteLength(text),
             [LOAD_HEADER]: this.loadHeader(),
+            [SERVICE_TIME_HEADER]: String(round(ms)),
+            [HELD_TIME_HEADER]: String(round(performance.now() - granted)),
           });
           res.end(text);
         });
