@@ -3,6 +3,12 @@
 // ServiceAccounts exist and are bound, RBAC only reads, the gateway reaches the xDS
 // server, the dashboard only uses metrics the proxy exports).
 import t from 'tap';
+import { envoyProtos } from '../xds/protos.js';
+import { validateMessage } from '../xds/validate.js';
+import { packAny, type JsonObject } from '../xds/protojson.js';
+
+const BOOTSTRAP_TYPE = 'type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap';
+envoyProtos().load(['envoy/config/bootstrap/v3/bootstrap.proto']);
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -188,6 +194,11 @@ t.test('the gateway: bootstrap points ADS at chikai-xds, node identity from the 
     t.ok(list(xds, 'spec', 'ports').some((p) => p['port'] === addr['port_value']), `on the Service's port ${String(addr['port_value'])}`);
     t.ok(dig(cluster, 'typed_extension_protocol_options'), 'over HTTP/2');
     t.equal(str(bootstrap, 'node', 'cluster'), 'kourier-knative');
+    // What Envoy would parse: the Bootstrap message of the Envoy API, every field known,
+    // every protoc-gen-validate rule met, and it encodes to protobuf.
+    const merged = { ...bootstrap, node: { ...(bootstrap['node'] as Obj), ...(parse(args[args.indexOf('--config-yaml') + 1]) as { node: Obj }).node } };
+    t.same(validateMessage(BOOTSTRAP_TYPE, merged as JsonObject), [], `${overlay}: the bootstrap is a valid envoy.config.bootstrap.v3.Bootstrap`);
+    t.ok(packAny(BOOTSTRAP_TYPE, merged as JsonObject).value.length > 0, 'and encodes');
 
     const configYaml = parse(args[args.indexOf('--config-yaml') + 1]) as Obj;
     t.same([str(configYaml, 'node', 'id'), str(configYaml, 'node', 'locality', 'sub_zone')], ['$(NODE_NAME)', '$(NODE_NAME)'], 'node id and sub_zone = the node name');
