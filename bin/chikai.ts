@@ -8,7 +8,7 @@ import { NodeProxy } from '../proxy/server.js';
 import { StreamingGarbageCollector } from '../proxy/memory.js';
 import { parseQueueSettings } from '../proxy/queueing.js';
 import { AutoscalerReporter } from '../proxy/autoscaler.js';
-import { openModelSource, sourceKind } from './sources.js';
+import { SOURCE_FLAGS, hostPortFlag, openModelSource, sourceKind } from './sources.js';
 
 const USAGE = `usage: chikai <command> [flags]
 
@@ -29,25 +29,14 @@ The cluster file defaults to the embedded demo cluster (${DEMO_CLUSTER_FILE}).
 Ingresses from the Kubernetes API instead; the file then only gives domains and settings.
 Policies: ${POLICY_NAMES.join(', ')}.`;
 
-function hostPort(flag: string, v: string): { host: string; port: number } {
-  const m = /^(.+):(\d{1,5})$/.exec(v);
-  if (!m) throw new UsageError(`--${flag} expects HOST:PORT, got ${JSON.stringify(v)}`);
-  return { host: m[1], port: Number(m[2]) };
-}
-
 class UsageError extends Error {}
 
 async function proxyCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
     options: {
+      ...SOURCE_FLAGS,
       node: { type: 'string' },
-      cluster: { type: 'string', default: DEMO_CLUSTER_FILE },
-      source: { type: 'string' },
-      kubeconfig: { type: 'string' },
-      namespace: { type: 'string' },
-      listen: { type: 'string' },
-      admin: { type: 'string' },
       policy: { type: 'string' },
       'drain-seconds': { type: 'string' },
       autoscaler: { type: 'string' },
@@ -62,8 +51,8 @@ async function proxyCommand(args: string[]): Promise<void> {
   const queue = parseQueueSettings(file.queue, file.file);
   const drainSeconds = values['drain-seconds'] !== undefined ? Number(values['drain-seconds']) : file.proxy.drainSeconds;
   if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new UsageError('--drain-seconds expects a number of seconds ≥ 0');
-  const listenFlag = values.listen ? hostPort('listen', values.listen) : undefined;
-  const adminFlag = values.admin ? hostPort('admin', values.admin) : undefined;
+  const listenFlag = values.listen ? hostPortFlag('listen', values.listen) : undefined;
+  const adminFlag = values.admin ? hostPortFlag('admin', values.admin) : undefined;
 
   new StreamingGarbageCollector().start();
   const source = await openModelSource({ kind, file, namespace: values.namespace, kubeconfig: values.kubeconfig });

@@ -4,7 +4,26 @@ import type { ClusterFile } from '../cluster/config.js';
 import { ClusterModel } from '../cluster/model.js';
 import type { IngressSource } from '../xds/cache.js';
 
+import { DEMO_CLUSTER_FILE } from '../cluster/config.js';
+
 export type SourceKind = 'file' | 'kubernetes';
+
+/** The flags every command that opens a model source takes (node:util parseArgs options). */
+export const SOURCE_FLAGS = {
+  cluster: { type: 'string', default: DEMO_CLUSTER_FILE },
+  source: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  namespace: { type: 'string' },
+  listen: { type: 'string' },
+  admin: { type: 'string' },
+} as const;
+
+/** `--flag HOST:PORT`, or an error naming the flag and the form it takes. */
+export function hostPortFlag(flag: string, v: string): { host: string; port: number } {
+  const m = /^(.+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) throw new SourceError(`--${flag} expects HOST:PORT, got ${JSON.stringify(v)}`);
+  return { host: m[1], port: Number(m[2]) };
+}
 
 export interface ModelSource {
   readonly kind: SourceKind;

@@ -2,17 +2,11 @@
 // takes the model from the cluster file or the Kubernetes API and the measured load from
 // every node proxy's `/load` report (admin port on the node's address).
 import { parseArgs } from 'node:util';
-import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
+import { loadClusterFile } from '../cluster/config.js';
 import { configuredLoadView } from '../cluster/load.js';
 import { LoadPoller } from '../xds/load-poller.js';
 import { startXdsServer } from '../xds/server.js';
-import { openModelSource, sourceKind, SourceError } from './sources.js';
-
-function hostPort(flag: string, v: string): { host: string; port: number } {
-  const m = /^(.+):(\d{1,5})$/.exec(v);
-  if (!m) throw new SourceError(`--${flag} expects HOST:PORT, got ${JSON.stringify(v)}`);
-  return { host: m[1], port: Number(m[2]) };
-}
+import { SOURCE_FLAGS, SourceError, hostPortFlag, openModelSource, sourceKind } from './sources.js';
 
 function port(flag: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
@@ -25,12 +19,7 @@ export async function xdsCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
     options: {
-      cluster: { type: 'string', default: DEMO_CLUSTER_FILE },
-      source: { type: 'string' },
-      kubeconfig: { type: 'string' },
-      namespace: { type: 'string' },
-      listen: { type: 'string' },
-      admin: { type: 'string' },
+      ...SOURCE_FLAGS,
       'proxy-port': { type: 'string' },
       'proxy-admin-port': { type: 'string' },
     },
@@ -38,8 +27,8 @@ export async function xdsCommand(args: string[]): Promise<void> {
   const kind = sourceKind(values.source);
   const file = loadClusterFile(values.cluster);
   const inCluster = kind === 'kubernetes';
-  const listen = values.listen ? hostPort('listen', values.listen) : inCluster ? { host: '0.0.0.0', port: 18000 } : file.xds.listen;
-  const admin = values.admin ? hostPort('admin', values.admin) : inCluster ? { host: '0.0.0.0', port: 18080 } : file.xds.admin;
+  const listen = values.listen ? hostPortFlag('listen', values.listen) : inCluster ? { host: '0.0.0.0', port: 18000 } : file.xds.listen;
+  const admin = values.admin ? hostPortFlag('admin', values.admin) : inCluster ? { host: '0.0.0.0', port: 18080 } : file.xds.admin;
   // The node proxies: where a revision with no ready pod is sent, and where load reports are read.
   const proxyPort = port('proxy-port', values['proxy-port'], inCluster ? 8012 : file.proxy.port);
   const proxyAdminPort = port('proxy-admin-port', values['proxy-admin-port'], inCluster ? 9090 : file.proxy.adminPort);
