@@ -293,7 +293,15 @@ export class EmulatedPod {
         state = 'busy';
         this.busySlots++;
         const granted = performance.now();
-        timer = this.after(ms, () => {
+        const due = granted + ms;
+        // Node's timers truncate to whole ms and count from the loop's cached clock, so they
+        // can fire up to ~2 ms early: wait out the rest, or the pod would be faster than drawn.
+        const done = () => {
+          const left = due - performance.now();
+          if (left > 0) {
+            timer = this.after(left, done);
+            return;
+          }
           timer = undefined;
           release();
           const text = body(round(ms));
@@ -305,7 +313,8 @@ export class EmulatedPod {
             [HELD_TIME_HEADER]: String(round(performance.now() - granted)),
           });
           res.end(text);
-        });
+        };
+        timer = this.after(ms, done);
       },
     };
     const release = () => {
