@@ -38,6 +38,8 @@ export interface NodeProxyOptions {
   readonly drainSeconds: number;
   /** Largest request body in bytes (0 = unlimited): larger ones get 413. */
   readonly maxBodyBytes?: number;
+  /** Time a client has to send its complete request headers (default 15 s). */
+  readonly headersTimeoutMs?: number;
   /** Source address for connections to pods (the node's own address). */
   readonly localAddress?: string;
   /** Also export Node.js process metrics (one proxy per process). */
@@ -110,8 +112,11 @@ export class NodeProxy {
     this.server = http.createServer({
       // The revision timeout bounds requests; Node's own 300 s cap would cut longer ones.
       requestTimeout: 0,
-      // Slowloris: a client must finish its headers within this time.
-      headersTimeout: 15_000,
+      // Slowloris: a client must finish its headers within this time. Node checks the
+      // deadline only every `connectionsCheckingInterval` (default 30 s, which would let a
+      // trickling client hold a connection for up to 45 s); check every second instead.
+      headersTimeout: opts.headersTimeoutMs ?? 15_000,
+      connectionsCheckingInterval: 1000,
       keepAliveTimeout: 65_000,
     }, (req, res) => void this.handle(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head));
