@@ -12,6 +12,7 @@ import { ProxyMetrics } from './metrics.js';
 import { loadReportOf } from '../cluster/load-report.js';
 import type { Policy } from './policy/policy.js';
 import { resolveRevision } from './resolve.js';
+import { normaliseRequestTarget } from './request-target.js';
 import { Throttle, type Admission } from './throttle.js';
 import { UpgradeForwarder } from './upgrade.js';
 import { RttProber } from './rtt.js';
@@ -162,6 +163,12 @@ export class NodeProxy {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.answerProbe(req, res)) return;
+    const problem = normaliseRequestTarget(req);
+    if (problem) {
+      send(res, problem.status, problem.body, { connection: 'close' });
+      this.metrics.requests.inc({ revision: 'unknown', target_node: 'none', code: String(problem.status) });
+      return;
+    }
     const started = performance.now();
     const snapshot = this.opts.model.current;
     const resolved = resolveRevision(req.headers, snapshot);
@@ -276,6 +283,11 @@ export class NodeProxy {
 
   private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => socket.destroy());
+    const problem = normaliseRequestTarget(req);
+    if (problem) {
+      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(problem.body)}\r\nConnection: close\r\n\r\n${problem.body}`);
+      return;
+    }
     const snapshot = this.opts.model.current;
     const resolved = resolveRevision(req.headers, snapshot);
     if ('notFound' in resolved) {
