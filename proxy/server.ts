@@ -241,12 +241,16 @@ export class NodeProxy {
         result = await forwardRequest(req, res, endpoint, entry.headers as Record<string, string | string[]>, signal, (_status, headers, ttfbMs) => {
           this.tracker.observe(endpoint.pod, endpoint.node, ttfbMs, headers[ORCA_HEADER], endpoint.inFlight);
           this.opts.policy.observe?.(endpoint, ttfbMs);
-        });
+        }, this.opts.maxBodyBytes ?? 0);
       } finally {
         this.throttle.release(endpoint, a.revisionKey);
       }
       const targetNode = endpoint.node;
       if (result.kind === 'done') return { status: result.status, targetNode };
+      if (result.kind === 'body-too-large') {
+        send(res, 413, `chikai: request body larger than ${result.limit} bytes\n`, { connection: 'close' });
+        return { status: 413, targetNode };
+      }
       if (result.kind === 'failed-mid-response') {
         res.destroy();
         return { status: result.status, targetNode };
