@@ -55,6 +55,11 @@ function errorCode(err: unknown): string | undefined {
   return e?.code === 'UND_ERR_SOCKET' && e.cause?.code ? e.cause.code : e?.code ?? e?.cause?.code;
 }
 
+/** A request that may be sent again after its first try went unanswered. */
+export function idempotentWithoutBody(req: IncomingMessage): boolean {
+  return IDEMPOTENT.has(req.method ?? 'GET') && !requestHasBody(req);
+}
+
 /** Whether an error before the response may be retried on another endpoint. */
 export function retryableFailure(err: unknown, method: string, hasBody: boolean, bodyStarted: boolean): boolean {
   const code = errorCode(err);

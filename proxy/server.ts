@@ -6,13 +6,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ClusterModel } from '../cluster/model.js';
 import { EndpointTable, type EndpointState } from './endpoints.js';
-import { forwardRequest, requestHasBody } from './forward.js';
+import { forwardRequest, idempotentWithoutBody } from './forward.js';
 import { NETWORK_PROBE_HEADER, PROXY_REQUEST_HEADER, upstreamRequestHeaders, KNATIVE_NAMESPACE_HEADER, KNATIVE_REVISION_HEADER } from './headers.js';
 import { ProxyMetrics } from './metrics.js';
 import { loadReportOf } from '../cluster/load-report.js';
 import type { Policy } from './policy/policy.js';
 import { resolveRevision } from './resolve.js';
 import { normaliseRequestTarget } from './request-target.js';
+import { UnansweredRequests } from './unanswered.js';
 import { Throttle, type Admission } from './throttle.js';
 import { UpgradeForwarder } from './upgrade.js';
 import { RttProber } from './rtt.js';
@@ -81,6 +82,7 @@ export class NodeProxy {
   private readonly upgrades: UpgradeForwarder;
   private readonly prober: RttProber;
   private readonly tracker: NodeLoadTracker;
+  private readonly unanswered = new UnansweredRequests();
   private draining = false;
   private active = 0;
   private idleWaiters: (() => void)[] = [];
@@ -105,6 +107,7 @@ export class NodeProxy {
           this.metrics.nodeRtt.set(labels, rtt / 1000);
         }
         this.metrics.nodeReachable.set(labels, reachable ? 1 : 0);
+        if (!reachable) this.unanswered.abandonNode(to);
       },
     });
     this.tracker = new NodeLoadTracker(opts.node, opts.model, this.prober, (pod) => this.endpoints.get(pod)?.inFlight ?? 0);
@@ -225,7 +228,7 @@ export class NodeProxy {
     const headers = upstreamRequestHeaders(req.headers, req.socket.remoteAddress, false);
     const entry = this.queues.entry(req, headers, a, Date.now() + a.revision.timeoutSeconds * 1000);
     const tried = new Set<string>();
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let round = 0; round < 2; round++) {
       let endpoint: EndpointState;
       try {
         endpoint = await this.throttle.acquire(a, entry, signal, tried);
@@ -237,12 +240,15 @@ export class NodeProxy {
       }
       tried.add(endpoint.pod);
       let result;
+      const attempt = this.unanswered.begin(endpoint.node, signal);
       try {
-        result = await forwardRequest(req, res, endpoint, entry.headers as Record<string, string | string[]>, signal, (_status, headers, ttfbMs) => {
+        result = await forwardRequest(req, res, endpoint, entry.headers as Record<string, string | string[]>, attempt.signal, (_status, headers, ttfbMs) => {
+          attempt.answered();
           this.tracker.observe(endpoint.pod, endpoint.node, ttfbMs, headers[ORCA_HEADER], endpoint.inFlight);
           this.opts.policy.observe?.(endpoint, ttfbMs);
         }, this.opts.maxBodyBytes ?? 0);
       } finally {
+        attempt.end();
         this.throttle.release(endpoint, a.revisionKey);
       }
       const targetNode = endpoint.node;
@@ -260,7 +266,17 @@ export class NodeProxy {
         return { status: 504, targetNode };
       }
       if (signal.aborted) return { status: 499, targetNode };
-      if (attempt === 0 && result.retryable) {
+      const unreachable = attempt.unreachable;
+      if (unreachable) {
+        // The pod may have the request, but nothing came back: only a repeatable one goes elsewhere.
+        if (round === 0 && idempotentWithoutBody(req)) {
+          this.metrics.retries.inc({ revision: a.revisionKey, reason: 'node-unreachable' });
+          continue;
+        }
+        send(res, 502, `chikai: pod ${endpoint.pod} on ${endpoint.node} failed: ${unreachable.message}\n`);
+        return { status: 502, targetNode };
+      }
+      if (round === 0 && result.retryable) {
         this.metrics.retries.inc({ revision: a.revisionKey, reason: (result.error as { code?: string }).code ?? 'connection' });
         continue;
       }
