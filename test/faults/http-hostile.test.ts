@@ -4,6 +4,7 @@
 // success rate is measured.
 import t, { type Test } from 'tap';
 import net, { type AddressInfo } from 'node:net';
+import { request } from 'undici';
 import { startProxyProcess, HOST, WITNESS_HOST, type ProxyProcess } from './proxy-process.js';
 import { RssSampler, rawExchange, remoteRss, report, runLoad, scale, successPercent, until, type RawAnswer } from './support.js';
 
@@ -151,6 +152,9 @@ t.test(`${scale(2000, 10000)} concurrent idle connections: normal load still ser
     })));
   }
   const open = sockets.filter((s) => !s.destroyed).length;
+  const health = await request(`${p.adminUrl}/healthz`, { headersTimeout: 5000 });
+  t.equal(health.statusCode, 200, 'the admin port answers while the traffic port holds the idle connections');
+  await health.body.dump();
   t.comment(`${open} idle connections open (${refused} refused), proxy RSS ${(base / 1048576).toFixed(0)} MB before`);
   const load = normalLoad(p, scale(5, 15));
   const r = await (await load).result;
@@ -168,4 +172,21 @@ t.test(`${scale(2000, 10000)} concurrent idle connections: normal load still ser
   t.ok(peak - base < n * 64 * 1024, 'less than 64 KiB of proxy memory per idle connection');
   report(t, { scenario: `${n} idle connections (+ normal load)`, sent: n + r.sent, failed: r.non2xx, lost: r.errors, peakRss: peak, rssOf: 'proxy process',
     note: `normal load ${successPercent(r)} ok; +${growthMb.toFixed(0)} MB for the idle connections` });
+});
+
+t.test('admin and metrics listen on their own port, apart from traffic', async (t) => {
+  const p = await startProxyProcess(t, { pods: 1 });
+  t.not(new URL(p.adminUrl).port, String(p.port), 'admin port differs from the traffic port');
+  const viaTraffic = await request(`${p.url}/metrics`, { headers: { host: `127.0.1.1:${p.port}` } });
+  const trafficBody = await viaTraffic.body.text();
+  t.equal(viaTraffic.statusCode, 404, '/metrics on the traffic port is just an unknown host');
+  t.notMatch(trafficBody, /chikai_requests_total/, 'and shows no metrics');
+  const viaPod = await request(`${p.url}/metrics`, { headers: { host: HOST } });
+  t.notMatch(await viaPod.body.text(), /chikai_requests_total/, 'with a revision host it goes to the pod, not to the proxy\'s metrics');
+  const admin = await request(`${p.adminUrl}/metrics`);
+  t.equal(admin.statusCode, 200);
+  t.match(await admin.body.text(), /chikai_requests_total/, 'the admin port serves the metrics');
+  const probe = await request(`${p.adminUrl}/`, { headers: { host: HOST } });
+  t.equal(probe.statusCode, 404, 'the admin port forwards nothing');
+  await probe.body.dump();
 });

@@ -1,0 +1,146 @@
+// Hostile ADS clients against one xDS server: unknown type URLs, undecodable messages and
+// garbage Any payloads, a client NACKing everything, one never ACKing, thousands of
+// subscribe/unsubscribe churns, streams opened and dropped in a loop. The server stays up,
+// its memory flat, its stream table clean, and a well-behaved client still gets updates.
+import t from 'tap';
+import { credentials, makeGenericClientConstructor, type ClientDuplexStream } from '@grpc/grpc-js';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { seededRandom } from '../../cluster/emulated/network.js';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, envoyProtos } from '../../xds/protos.js';
+import { ADS_SERVICE } from '../../xds/wire.js';
+import { DeltaClient, SotwClient, testNode } from '../fixtures/xds/ads-client.js';
+import { revision, testModel } from '../fixtures/xds/model.js';
+import { startTestServer } from '../fixtures/xds/server.js';
+import { RssSampler, report, scale, sleep, until } from './support.js';
+
+const HELLO = 'default/hello-00001';
+
+function heapAfterGc(): number {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+/** An ADS stream that sends raw bytes as messages: what a broken or hostile client writes. */
+function rawStream(target: string): { call: ClientDuplexStream<Buffer, Buffer>; close: () => void } {
+  const identity = (b: Buffer) => b;
+  const Ctor = makeGenericClientConstructor({
+    Raw: { path: `/${ADS_SERVICE}/StreamAggregatedResources`, requestStream: true, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+  }, 'RawAds');
+  const client = new Ctor(target, credentials.createInsecure());
+  const call = (client as unknown as { Raw: () => ClientDuplexStream<Buffer, Buffer> }).Raw();
+  call.on('error', () => undefined);
+  call.on('data', () => undefined);
+  return { call, close: () => { call.cancel(); client.close(); } };
+}
+
+t.test('hostile ADS clients: server up, memory flat, a good client unaffected', async (t) => {
+  const model = testModel(3, [revision('hello', 'hello-00001'), revision('world', 'world-00001')]);
+  const { server, target, logs } = await startTestServer(t, model);
+  const rss = new RssSampler();
+  const rand = seededRandom(7);
+  let sent = 0;
+
+  // The well-behaved client, connected throughout.
+  const good = new SotwClient(target, testNode('node1', 'good-client'));
+  t.teardown(() => good.close());
+  good.setNames(ENDPOINT_TYPE, [HELLO]);
+  good.subscribe(ENDPOINT_TYPE, [HELLO]);
+  good.ack(await good.next(ENDPOINT_TYPE));
+  const heapBefore = heapAfterGc();
+  const streamsBefore = server.clients().length;
+
+  // Unknown type URLs and nonsense fields on a SotW stream.
+  const odd = new SotwClient(target, testNode('node2', 'odd-client'));
+  for (const type of ['type.googleapis.com/envoy.config.nope.v3.Nope', '', 'x'.repeat(10_000), 'type.googleapis.com/google.protobuf.Empty']) {
+    odd.send({ type_url: type, resource_names: ['a', 'b'], version_info: 'v', response_nonce: 'n' });
+    sent++;
+  }
+  t.ok(await odd.quiet(CLUSTER_TYPE, 200), 'unknown types get no answer');
+  odd.close();
+
+  // Undecodable messages, and a NACK carrying garbage Any details.
+  const requestType = envoyProtos().type('envoy.service.discovery.v3.DiscoveryRequest');
+  for (let i = 0; i < scale(50, 500); i++) {
+    const s = rawStream(target);
+    const junk = Buffer.from(Array.from({ length: 1 + Math.floor(rand() * 300) }, () => Math.floor(rand() * 256)));
+    const garbageAny = Buffer.from(requestType.encode(requestType.fromObject({
+      node: { id: `junk-${i}` }, type_url: CLUSTER_TYPE, response_nonce: 'nope',
+      error_detail: { code: 3, message: 'junk', details: [{ type_url: 'type.googleapis.com/not.a.Type', value: junk }] },
+    })).finish());
+    s.call.write(i % 2 ? junk : garbageAny);
+    sent++;
+    await sleep(2);
+    s.close();
+  }
+
+  // A client that NACKs everything, and one that never ACKs, through model changes.
+  const nacker = new SotwClient(target, testNode('node2', 'nacker'));
+  const silent = new SotwClient(target, testNode('node3', 'silent'));
+  t.teardown(() => { nacker.close(); silent.close(); });
+  nacker.subscribe(CLUSTER_TYPE);
+  silent.subscribe(CLUSTER_TYPE);
+  nacker.setNames(ENDPOINT_TYPE, [HELLO]);
+  nacker.subscribe(ENDPOINT_TYPE, [HELLO]);
+  silent.subscribe(ENDPOINT_TYPE, [HELLO]);
+  let nacks = 0;
+  const nackLoop = (async () => {
+    for (;;) {
+      const r = await nacker.next(ENDPOINT_TYPE, 1500).catch(() => undefined);
+      if (!r) return;
+      nacker.nack(r, '', 'I refuse everything');
+      nacks++;
+      sent++;
+    }
+  })();
+
+  // Churn: thousands of delta subscribe/unsubscribe changes on one stream.
+  const churner = new DeltaClient(target, testNode('node1', 'churner'));
+  t.teardown(() => churner.close());
+  const churns = scale(3000, 20000);
+  for (let i = 0; i < churns; i++) {
+    const name = i % 3 === 0 ? HELLO : `default/ghost-${i % 50}`;
+    churner.send(i % 2 === 0 ? { type_url: ENDPOINT_TYPE, resource_names_subscribe: [name] } : { type_url: ENDPOINT_TYPE, resource_names_unsubscribe: [name] });
+    sent++;
+    if (i % 200 === 0) {
+      model.setReady('hello-00001-node2', i % 400 === 0);
+      await sleep(5);
+    }
+  }
+
+  // Streams opened and dropped in a loop.
+  const drops = scale(300, 3000);
+  for (let i = 0; i < drops; i++) {
+    const c = new SotwClient(target, testNode('node1', `dropper-${i}`));
+    c.subscribe(CLUSTER_TYPE);
+    sent++;
+    if (i % 3 === 0) await sleep(1);
+    c.close();
+  }
+
+  // The good client still gets a change promptly.
+  model.setReady('hello-00001-node3', false);
+  const update = await good.next(ENDPOINT_TYPE, 5000).catch(() => undefined);
+  t.ok(update, 'the well-behaved client still receives updates');
+  if (update) good.ack(update);
+  await nackLoop;
+  churner.close();
+  const silentStatus = await until('silent client status', () => server.clients().find((c) => c.node_id === 'silent'));
+  t.ok(Object.values(silentStatus.types).every((s) => s.responses <= 1), 'a client that never ACKs gets at most one response per type (no pile-up)');
+  t.ok(nacks >= 1 && nacks <= 12, `the NACKing client is not flooded (${nacks} responses NACKed across the model changes)`);
+  nacker.close();
+  silent.close();
+  await until('streams of the hostile clients to be gone', () => server.clients().length <= streamsBefore, 10_000, 50);
+  t.pass(`stream table back to ${server.clients().length} (the good client)`);
+  await sleep(200);
+  const heapAfter = heapAfterGc();
+  const growth = (heapAfter - heapBefore) / 1048576;
+  t.comment(`${sent} hostile messages/streams; heap ${(heapBefore / 1048576).toFixed(1)} → ${(heapAfter / 1048576).toFixed(1)} MB; ${logs.length} log lines`);
+  t.ok(growth < 16, `server heap flat after GC (${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MB)`);
+  const peak = await rss.stop();
+  report(t, { scenario: 'hostile ADS clients', sent, failed: update ? 0 : 1, lost: 0, peakRss: peak, rssOf: 'test process',
+    note: `${churns} churns, ${drops} dropped streams, ${scale(50, 500)} undecodable/garbage-Any; heap ${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MB` });
+});
