@@ -4,24 +4,14 @@
 import t from 'tap';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { ClusterModel, type EndpointInfo } from '../../cluster/model.js';
 import { seededRandom } from '../../cluster/emulated/network.js';
 import { NodeProxy } from '../../proxy/server.js';
 import { createPolicy } from '../../proxy/policy/index.js';
 import { parseQueueSettings } from '../../proxy/queueing.js';
-import { RssSampler, report, runLoad, scale, sleep } from './support.js';
+import { RssSampler, heapAfterGc, report, runLoad, scale, sleep } from './support.js';
 
 const REV = 'default/hello-00001';
-
-function heapAfterGc(): number {
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as () => void;
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed;
-}
 
 t.test('endpoints flapping 100×/s under load: no crash, memory flat, nothing routed to a long-gone endpoint', async (t) => {
   const model = new ClusterModel({

@@ -2,6 +2,8 @@
 // scenario reports, load from autocannon, raw-socket requests and peak-RSS sampling.
 import { appendFileSync } from 'node:fs';
 import net from 'node:net';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import autocannon from 'autocannon';
 import type { Test } from 'tap';
 import { request } from 'undici';
@@ -229,4 +231,13 @@ export async function until<T>(what: string, fn: () => T | undefined | false | P
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/** This process's heap after two full collections: what is really still referenced. */
+export function heapAfterGc(): number {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
 }

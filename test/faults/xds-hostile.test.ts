@@ -4,25 +4,15 @@
 // its memory flat, its stream table clean, and a well-behaved client still gets updates.
 import t from 'tap';
 import { credentials, makeGenericClientConstructor, type ClientDuplexStream } from '@grpc/grpc-js';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { seededRandom } from '../../cluster/emulated/network.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, envoyProtos } from '../../xds/protos.js';
 import { ADS_SERVICE } from '../../xds/wire.js';
 import { DeltaClient, SotwClient, testNode } from '../fixtures/xds/ads-client.js';
 import { revision, testModel } from '../fixtures/xds/model.js';
 import { startTestServer } from '../fixtures/xds/server.js';
-import { RssSampler, report, scale, sleep, until } from './support.js';
+import { RssSampler, heapAfterGc, report, scale, sleep, until } from './support.js';
 
 const HELLO = 'default/hello-00001';
-
-function heapAfterGc(): number {
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as () => void;
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed;
-}
 
 /** An ADS stream that sends raw bytes as messages: what a broken or hostile client writes. */
 function rawStream(target: string): { call: ClientDuplexStream<Buffer, Buffer>; close: () => void } {
