@@ -81,6 +81,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     queue,
     drainSeconds,
     maxBodyBytes: file.proxy.maxBodyBytes,
+    headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
     localAddress: kind === 'file' ? node.address : undefined,
     peerPort: kind === 'file' ? file.proxy.port : listen.port,
     processMetrics: true,

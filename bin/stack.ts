@@ -65,6 +65,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
         queue,
         drainSeconds: opts.drainSeconds ?? file.proxy.drainSeconds,
         maxBodyBytes: file.proxy.maxBodyBytes,
+        headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
         localAddress: node.address,
       });
       proxies.set(node.name, proxy);

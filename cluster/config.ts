@@ -41,6 +41,8 @@ export interface ProxySettings {
   readonly drainSeconds: number;
   /** Largest request body accepted, in bytes (0 = no limit). */
   readonly maxBodyBytes: number;
+  /** Time a client has to send its complete request headers (slowloris bound). */
+  readonly headersTimeoutSeconds: number;
 }
 
 export interface XdsSettings {
@@ -58,7 +60,7 @@ export interface ClusterFile {
   readonly queue: unknown;
 }
 
-export const DEFAULT_PROXY: ProxySettings = { port: 8080, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0 };
+export const DEFAULT_PROXY: ProxySettings = { port: 8080, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15 };
 export const DEFAULT_XDS: XdsSettings = { listen: { host: '127.0.0.1', port: 18000 }, admin: { host: '127.0.0.1', port: 18080 } };
 
 type Path = (string | number)[];
@@ -247,6 +249,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     policy: r.string(['proxy', 'policy'], DEFAULT_PROXY.policy),
     drainSeconds: r.number(['proxy', 'drainSeconds'], DEFAULT_PROXY.drainSeconds, 0, 3600),
     maxBodyBytes: r.number(['proxy', 'maxBodyBytes'], DEFAULT_PROXY.maxBodyBytes, 0, Number.MAX_SAFE_INTEGER, true),
+    headersTimeoutSeconds: r.number(['proxy', 'headersTimeoutSeconds'], DEFAULT_PROXY.headersTimeoutSeconds, 1, 600),
   };
 
   const hostPort = (path: Path, dflt: { host: string; port: number }): { host: string; port: number } => {

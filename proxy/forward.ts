@@ -2,6 +2,7 @@
 // whole. Tells the caller whether a failure happened before anything was sent back (so the
 // request may be retried elsewhere) or after.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import type { EndpointState } from './endpoints.js';
@@ -12,7 +13,32 @@ export type ForwardResult =
   /** No response byte reached the client; `retryable` when the pod never saw the request body. */
   | { readonly kind: 'failed-before-response'; readonly error: Error; readonly retryable: boolean }
   /** The client already has the status line: the only thing left is to cut the connection. */
-  | { readonly kind: 'failed-mid-response'; readonly status: number; readonly error: Error };
+  | { readonly kind: 'failed-mid-response'; readonly status: number; readonly error: Error }
+  /** A body without Content-Length grew past the limit before the pod answered. */
+  | { readonly kind: 'body-too-large'; readonly limit: number };
+
+/**
+ * Passes a body through and fails it once more than `limit` bytes went by: a chunked
+ * body has no Content-Length to check up front, so the limit is enforced while streaming.
+ */
+class BodyLimit extends Transform {
+  private seen = 0;
+  exceeded = false;
+
+  constructor(private readonly limit: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.limit) {
+      this.exceeded = true;
+      done(new Error(`request body larger than ${this.limit} bytes`));
+      return;
+    }
+    done(null, chunk);
+  }
+}
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** Errors that mean the connection broke before the pod answered. */
@@ -27,6 +53,11 @@ export function requestHasBody(req: IncomingMessage): boolean {
 function errorCode(err: unknown): string | undefined {
   const e = err as { code?: string; cause?: { code?: string } };
   return e?.code === 'UND_ERR_SOCKET' && e.cause?.code ? e.cause.code : e?.code ?? e?.cause?.code;
+}
+
+/** A request that may be sent again after its first try went unanswered. */
+export function idempotentWithoutBody(req: IncomingMessage): boolean {
+  return IDEMPOTENT.has(req.method ?? 'GET') && !requestHasBody(req);
 }
 
 /** Whether an error before the response may be retried on another endpoint. */
@@ -45,9 +76,13 @@ export async function forwardRequest(
   signal: AbortSignal,
   /** Response headers arrived, `ttfbMs` after the request was sent. */
   onResponse?: (status: number, headers: Record<string, string | string[] | undefined>, ttfbMs: number) => void,
+  /** Largest body without Content-Length (0 = unlimited); a declared length is checked before. */
+  maxBodyBytes = 0,
 ): Promise<ForwardResult> {
   const hasBody = requestHasBody(req);
   const method = req.method ?? 'GET';
+  const limit = hasBody && maxBodyBytes > 0 && req.headers['content-length'] === undefined ? new BodyLimit(maxBodyBytes) : undefined;
+  if (limit) req.pipe(limit);
   let upstream: Dispatcher.ResponseData;
   const sent = performance.now();
   try {
@@ -55,10 +90,12 @@ export async function forwardRequest(
       method: method as Dispatcher.HttpMethod,
       path: req.url ?? '/',
       headers,
-      body: hasBody ? req : null,
+      body: hasBody ? limit ?? req : null,
       signal,
     });
   } catch (err) {
+    if (limit) req.unpipe(limit);
+    if (limit?.exceeded) return { kind: 'body-too-large', limit: maxBodyBytes };
     const bodyStarted = hasBody && (req.readableDidRead || req.readableEnded);
     return { kind: 'failed-before-response', error: err as Error, retryable: retryableFailure(err, method, hasBody, bodyStarted) };
   }
@@ -71,6 +108,7 @@ export async function forwardRequest(
     return { kind: 'done', status };
   } catch (err) {
     upstream.body.destroy();
+    if (limit) req.unpipe(limit);
     return { kind: 'failed-mid-response', status, error: err as Error };
   }
 }

@@ -6,12 +6,14 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ClusterModel } from '../cluster/model.js';
 import { EndpointTable, type EndpointState } from './endpoints.js';
-import { forwardRequest, requestHasBody } from './forward.js';
+import { forwardRequest, idempotentWithoutBody } from './forward.js';
 import { NETWORK_PROBE_HEADER, PROXY_REQUEST_HEADER, upstreamRequestHeaders, KNATIVE_NAMESPACE_HEADER, KNATIVE_REVISION_HEADER } from './headers.js';
 import { ProxyMetrics } from './metrics.js';
 import { loadReportOf } from '../cluster/load-report.js';
 import type { Policy } from './policy/policy.js';
 import { resolveRevision } from './resolve.js';
+import { normaliseRequestTarget } from './request-target.js';
+import { UnansweredRequests } from './unanswered.js';
 import { Throttle, type Admission } from './throttle.js';
 import { UpgradeForwarder } from './upgrade.js';
 import { RttProber } from './rtt.js';
@@ -38,6 +40,8 @@ export interface NodeProxyOptions {
   readonly drainSeconds: number;
   /** Largest request body in bytes (0 = unlimited): larger ones get 413. */
   readonly maxBodyBytes?: number;
+  /** Time a client has to send its complete request headers (default 15 s). */
+  readonly headersTimeoutMs?: number;
   /** Source address for connections to pods (the node's own address). */
   readonly localAddress?: string;
   /** Also export Node.js process metrics (one proxy per process). */
@@ -78,6 +82,7 @@ export class NodeProxy {
   private readonly upgrades: UpgradeForwarder;
   private readonly prober: RttProber;
   private readonly tracker: NodeLoadTracker;
+  private readonly unanswered = new UnansweredRequests();
   private draining = false;
   private active = 0;
   private idleWaiters: (() => void)[] = [];
@@ -102,6 +107,7 @@ export class NodeProxy {
           this.metrics.nodeRtt.set(labels, rtt / 1000);
         }
         this.metrics.nodeReachable.set(labels, reachable ? 1 : 0);
+        if (!reachable) this.unanswered.abandonNode(to);
       },
     });
     this.tracker = new NodeLoadTracker(opts.node, opts.model, this.prober, (pod) => this.endpoints.get(pod)?.inFlight ?? 0);
@@ -110,11 +116,20 @@ export class NodeProxy {
     this.server = http.createServer({
       // The revision timeout bounds requests; Node's own 300 s cap would cut longer ones.
       requestTimeout: 0,
-      // Slowloris: a client must finish its headers within this time.
-      headersTimeout: 15_000,
+      // Slowloris: a client must finish its headers within this time. Node checks the
+      // deadline only every `connectionsCheckingInterval` (default 30 s, which would let a
+      // trickling client hold a connection for up to 45 s); check every second instead.
+      headersTimeout: opts.headersTimeoutMs ?? 15_000,
+      connectionsCheckingInterval: 1000,
       keepAliveTimeout: 65_000,
     }, (req, res) => void this.handle(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(req, socket, head));
+    // chikai is no forward proxy: a tunnel request is refused, nothing is dialled.
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy());
+      const body = 'chikai: CONNECT is not served (this is no forward proxy)\n';
+      socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (!socket.writable) return socket.destroy();
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
@@ -151,6 +166,12 @@ export class NodeProxy {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.answerProbe(req, res)) return;
+    const problem = normaliseRequestTarget(req);
+    if (problem) {
+      send(res, problem.status, problem.body, { connection: 'close' });
+      this.metrics.requests.inc({ revision: 'unknown', target_node: 'none', code: String(problem.status) });
+      return;
+    }
     const started = performance.now();
     const snapshot = this.opts.model.current;
     const resolved = resolveRevision(req.headers, snapshot);
@@ -207,7 +228,7 @@ export class NodeProxy {
     const headers = upstreamRequestHeaders(req.headers, req.socket.remoteAddress, false);
     const entry = this.queues.entry(req, headers, a, Date.now() + a.revision.timeoutSeconds * 1000);
     const tried = new Set<string>();
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let round = 0; round < 2; round++) {
       let endpoint: EndpointState;
       try {
         endpoint = await this.throttle.acquire(a, entry, signal, tried);
@@ -219,16 +240,23 @@ export class NodeProxy {
       }
       tried.add(endpoint.pod);
       let result;
+      const attempt = this.unanswered.begin(endpoint.node, signal);
       try {
-        result = await forwardRequest(req, res, endpoint, entry.headers as Record<string, string | string[]>, signal, (_status, headers, ttfbMs) => {
+        result = await forwardRequest(req, res, endpoint, entry.headers as Record<string, string | string[]>, attempt.signal, (_status, headers, ttfbMs) => {
+          attempt.answered();
           this.tracker.observe(endpoint.pod, endpoint.node, ttfbMs, headers[ORCA_HEADER], endpoint.inFlight);
           this.opts.policy.observe?.(endpoint, ttfbMs);
-        });
+        }, this.opts.maxBodyBytes ?? 0);
       } finally {
+        attempt.end();
         this.throttle.release(endpoint, a.revisionKey);
       }
       const targetNode = endpoint.node;
       if (result.kind === 'done') return { status: result.status, targetNode };
+      if (result.kind === 'body-too-large') {
+        send(res, 413, `chikai: request body larger than ${result.limit} bytes\n`, { connection: 'close' });
+        return { status: 413, targetNode };
+      }
       if (result.kind === 'failed-mid-response') {
         res.destroy();
         return { status: result.status, targetNode };
@@ -238,7 +266,17 @@ export class NodeProxy {
         return { status: 504, targetNode };
       }
       if (signal.aborted) return { status: 499, targetNode };
-      if (attempt === 0 && result.retryable) {
+      const unreachable = attempt.unreachable;
+      if (unreachable) {
+        // The pod may have the request, but nothing came back: only a repeatable one goes elsewhere.
+        if (round === 0 && idempotentWithoutBody(req)) {
+          this.metrics.retries.inc({ revision: a.revisionKey, reason: 'node-unreachable' });
+          continue;
+        }
+        send(res, 502, `chikai: pod ${endpoint.pod} on ${endpoint.node} failed: ${unreachable.message}\n`);
+        return { status: 502, targetNode };
+      }
+      if (round === 0 && result.retryable) {
         this.metrics.retries.inc({ revision: a.revisionKey, reason: (result.error as { code?: string }).code ?? 'connection' });
         continue;
       }
@@ -265,6 +303,11 @@ export class NodeProxy {
 
   private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => socket.destroy());
+    const problem = normaliseRequestTarget(req);
+    if (problem) {
+      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(problem.body)}\r\nConnection: close\r\n\r\n${problem.body}`);
+      return;
+    }
     const snapshot = this.opts.model.current;
     const resolved = resolveRevision(req.headers, snapshot);
     if ('notFound' in resolved) {

@@ -307,7 +307,7 @@ abstract class AdsStream<Req extends AnyRequest, Res extends AnyResponse> {
 
   protected checkType(typeUrl: string | undefined): ResourceTypeUrl | undefined {
     if (typeUrl && isResourceTypeUrl(typeUrl)) return typeUrl;
-    this.ctx.log(`xds: ${this.describeNode()} asked for type ${JSON.stringify(typeUrl ?? '')}, which chikai does not serve (it serves ${PUSH_ORDER.join(', ')}); ignored`);
+    this.ctx.log(`xds: ${this.describeNode()} asked for type ${JSON.stringify((typeUrl ?? '').slice(0, 200))}, which chikai does not serve (it serves ${PUSH_ORDER.join(', ')}); ignored`);
     return undefined;
   }
 }
