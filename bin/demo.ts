@@ -43,7 +43,7 @@ export async function demoCommand(args: string[]): Promise<void> {
     `  curl -s -H 'Host: ${host}' ${stack.proxyUrl(edge.name)}/`,
     `  curl -s ${stack.adminUrl(edge.name)}/metrics | grep -E 'chikai_requests_total|latency_between_nodes'`,
     `  curl -s 'http://${file.xds.admin.host}:${stack.xds?.adminAddress?.port}/clusters?node=${edge.name}'    # what ${edge.name}'s gateway is told`,
-    `  node dist/bin/chikai.js inspect --node ${edge.name}`,
+    `  npx chikai inspect --node ${edge.name}`,
     '',
     'Ctrl-C stops everything.',
   ];
