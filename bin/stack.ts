@@ -5,7 +5,7 @@ import { loadClusterFile, DEMO_CLUSTER_FILE, type ClusterFile } from '../cluster
 import { ClusterModel } from '../cluster/model.js';
 import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/cluster.js';
 import { NodeProxy } from '../proxy/server.js';
-import { createPolicy } from '../proxy/policy/index.js';
+import { createPolicy, type Policy } from '../proxy/policy/index.js';
 import { parseQueueSettings } from '../proxy/queueing.js';
 import { configuredLoadView } from '../cluster/load.js';
 import { startXdsServer, type HostPort, type XdsServer } from '../xds/server.js';
@@ -16,6 +16,8 @@ export interface StackOptions {
   readonly file?: ClusterFile;
   /** Policy for every proxy (default: the file's `proxy.policy`). */
   readonly policy?: string;
+  /** A policy object per node instead of a name (benches: the oracle's fixed split). */
+  readonly policyFor?: (node: string) => Policy;
   /** Proxy port on every node address; 0 picks free ports (tests). Default: the file's. */
   readonly proxyPort?: number;
   /** Admin port on every node address; 0 picks free ports. Default: the file's. */
@@ -61,7 +63,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
         listen: { host: cluster.hiddenHost(node.name), port: 0 },
         admin: { host: node.address, port: opts.adminPort ?? file.proxy.adminPort },
         peerPort: proxyPort === 0 ? undefined : proxyPort,
-        policy: createPolicy(opts.policy ?? file.proxy.policy),
+        policy: opts.policyFor ? opts.policyFor(node.name) : createPolicy(opts.policy ?? file.proxy.policy),
         queue,
         drainSeconds: opts.drainSeconds ?? file.proxy.drainSeconds,
         maxBodyBytes: file.proxy.maxBodyBytes,

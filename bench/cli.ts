@@ -1,0 +1,77 @@
+// Command line of `npm run bench`: which scenario, how big, where results go. Mistakes
+// exit 2 with a message naming the fix.
+
+export const SCENARIOS = ['paper', 'overhead', 'xds'] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface BenchArgs {
+  readonly scenario: Scenario;
+  readonly quick: boolean;
+  /** JSON result file (in addition to the results directory). */
+  readonly out?: string;
+  /** Where the JSON, Markdown and SVG go (default bench/results). */
+  readonly resultsDir?: string;
+  /** paper: edge ↔ cloud round trips, ms (jitter follows the paper: 10, 10, 20). */
+  readonly latencies?: number[];
+  /** paper: users per side at each step. */
+  readonly users?: number[];
+  /** paper and overhead: seconds of load per step. */
+  readonly seconds?: number;
+  /** paper: policies to run (oracle included unless left out). */
+  readonly policies?: string[];
+  /** xds: gateway counts and revision counts to sweep. */
+  readonly gateways?: number[];
+  readonly revisions?: number[];
+}
+
+export class UsageError extends Error {}
+
+export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds [--quick] [--out FILE] [--results-dir DIR]
+  paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--policies knative,chikai,oracle,...]
+  overhead: [--seconds N]
+  xds:      [--gateways 10,100,1000] [--revisions 10,100,1000]`;
+
+const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--gateways', '--revisions'];
+
+function numbers(flag: string, v: string, min: number): number[] {
+  const xs = v.split(',').map((s) => Number(s.trim()));
+  if (xs.length === 0 || xs.some((x) => !Number.isFinite(x) || x < min)) {
+    throw new UsageError(`${flag}: expected comma-separated numbers ≥ ${min}, e.g. ${flag} ${min === 0 ? '50,100' : '10,50'}; got ${JSON.stringify(v)}`);
+  }
+  return xs;
+}
+
+export function parseBenchArgs(argv: readonly string[]): BenchArgs {
+  const a: Record<string, string | boolean> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf('=');
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    if (!FLAGS.includes(flag)) throw new UsageError(`unknown option ${JSON.stringify(arg)}: expected one of ${FLAGS.join(', ')}\n${USAGE}`);
+    if (flag === '--quick') {
+      a.quick = true;
+      continue;
+    }
+    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined || value.startsWith('--')) throw new UsageError(`${flag} needs a value\n${USAGE}`);
+    a[flag.slice(2)] = value;
+  }
+  const scenario = a.scenario;
+  if (scenario === undefined) throw new UsageError(`--scenario is required: one of ${SCENARIOS.join(', ')}\n${USAGE}`);
+  if (!SCENARIOS.includes(scenario as Scenario)) throw new UsageError(`unknown scenario ${JSON.stringify(scenario)}: expected one of ${SCENARIOS.join(', ')}`);
+  const str = (k: string) => (typeof a[k] === 'string' ? (a[k] as string) : undefined);
+  const seconds = str('seconds') === undefined ? undefined : numbers('--seconds', str('seconds')!, 1)[0];
+  if (seconds !== undefined && !Number.isInteger(seconds)) throw new UsageError(`--seconds: expected a whole number of seconds, got ${seconds}`);
+  return {
+    scenario: scenario as Scenario,
+    quick: a.quick === true,
+    out: str('out'),
+    resultsDir: str('results-dir'),
+    latencies: str('latencies') === undefined ? undefined : numbers('--latencies', str('latencies')!, 0),
+    users: str('users') === undefined ? undefined : numbers('--users', str('users')!, 1),
+    seconds,
+    policies: str('policies')?.split(',').map((s) => s.trim()).filter(Boolean),
+    gateways: str('gateways') === undefined ? undefined : numbers('--gateways', str('gateways')!, 1),
+    revisions: str('revisions') === undefined ? undefined : numbers('--revisions', str('revisions')!, 1),
+  };
+}

@@ -1,0 +1,5 @@
+import type { ScenarioContext, ScenarioOutput } from '../scenario.js';
+
+export async function runOverhead(_ctx: ScenarioContext): Promise<ScenarioOutput> {
+  throw new Error('not yet');
+}
