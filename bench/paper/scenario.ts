@@ -313,7 +313,7 @@ export class PaperBench {
           // RTT probes run twice a second: let a few land before the first step. Then a
           // short unrecorded load (JIT, connection pools, the policies' first samples).
           await sleep(2500);
-          await this.load.open(this.targets(stack, Math.min(10, this.o.users[0]!), 2));
+          await this.load.open(this.targets(stack, Math.min(10, this.o.users[0]!), Math.min(2, this.o.seconds)));
           await drain(stack);
           for (const users of this.o.users) {
             if (policy === 'oracle') {
