@@ -1,5 +1,197 @@
+// Proxy overhead: one backend, one load generator, and in turn nothing (direct), chikai's
+// node proxy, nginx and a plain http-proxy forwarder in front of it. Throughput at
+// saturation (closed loop) and latency at a fixed moderate open-loop rate; every target
+// is measured in interleaved rounds so a noisy neighbour hurts all of them alike.
+//
+// Processes: the load generator (autocannon), the backend and the forwarder under test
+// each run in their own process (three processes on this machine's two cores for every
+// forwarder, two for direct).
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LoadGenerator } from '../load/client.js';
+import { num, ratio, table } from '../report/markdown.js';
+import { barChart } from '../report/svg.js';
 import type { ScenarioContext, ScenarioOutput } from '../scenario.js';
+import { percentile, round, sorted } from '../stats.js';
+import { ensureNginx, startNginx } from './nginx.js';
 
-export async function runOverhead(_ctx: ScenarioContext): Promise<ScenarioOutput> {
-  throw new Error('not yet');
+const HERE = (f: string) => fileURLToPath(new URL(f, import.meta.url));
+const CHIKAI = fileURLToPath(new URL('../../bin/chikai.js', import.meta.url));
+const HOST = 'hello.default.svc.cluster.local';
+
+export const TARGETS = ['direct', 'chikai', 'nginx', 'http-proxy'] as const;
+type Target = (typeof TARGETS)[number];
+
+export interface OverheadRow {
+  readonly target: Target;
+  /** Requests per second at saturation (median of the rounds). */
+  readonly rps: number;
+  /** Latency at the fixed moderate rate, ms (median of the rounds). */
+  readonly p50_ms: number;
+  readonly p99_ms: number;
+}
+
+interface Running {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** A child that reports its port over IPC as `{port}`. */
+async function forkWithPort(file: string, args: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+  const child = fork(file, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m: { port: number }) => resolve(m.port));
+    child.once('exit', (code) => reject(new Error(`${file} exited (${code}) before listening`)));
+  });
+  return { child, port };
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  if (child.connected) child.disconnect();
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await gone;
+  clearTimeout(timer);
+}
+
+/** chikai's proxy as a user runs it (`chikai proxy`), with a one-node cluster file whose only endpoint is the backend. */
+async function startChikai(backendPort: number, cpuProfDir: string | undefined): Promise<Running> {
+  const dir = mkdtempSync(join(tmpdir(), 'chikai-bench-proxy-'));
+  const file = join(dir, 'cluster.yaml');
+  writeFileSync(file, `
+nodes:
+  - { name: node1, region: cloud, zone: cloud-a, address: 127.0.0.1 }
+revisions:
+  - { namespace: default, service: hello, name: hello-00001, containerConcurrency: 0, timeoutSeconds: 300 }
+endpoints:
+  - { pod: backend, revision: default/hello-00001, node: node1, address: 127.0.0.1, port: ${backendPort} }
+proxy: { policy: chikai, drainSeconds: 0 }
+`);
+  const execArgv = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
+  const child = spawn(process.execPath, [...execArgv, CHIKAI, 'proxy', '--node', 'node1', '--cluster', file, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let text = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      text += b.toString();
+      const m = / listening on [\d.]+:(\d+)/.exec(text);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`chikai proxy exited (${code}) before listening: ${text}`)));
+  });
+  child.stdout!.resume();
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    async stop() {
+      // SIGINT drains (0 s here) and exits 0, which also writes the CPU profile.
+      await stopChild(child, 'SIGINT');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface Settings {
+  readonly rounds: number;
+  readonly seconds: number;
+  readonly saturationConnections: number;
+  readonly moderateRps: number;
+}
+
+export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput> {
+  const s: Settings = {
+    rounds: ctx.args.quick ? 1 : 3,
+    seconds: ctx.args.seconds ?? (ctx.args.quick ? 3 : 8),
+    saturationConnections: 32,
+    moderateRps: 500,
+  };
+  const cpuProfDir = process.env.CHIKAI_BENCH_CPU_PROF;
+  const nginxBinary = ensureNginx(ctx.log);
+  const load = new LoadGenerator();
+  const backend = await forkWithPort(HERE('./backend.js'));
+  const direct = `http://127.0.0.1:${backend.port}/`;
+  const start: Record<Target, () => Promise<Running>> = {
+    direct: async () => ({ url: direct, stop: async () => undefined }),
+    chikai: () => startChikai(backend.port, cpuProfDir),
+    nginx: async () => {
+      const n = await startNginx(nginxBinary, backend.port);
+      return { url: `http://127.0.0.1:${n.port}/`, stop: () => n.stop() };
+    },
+    'http-proxy': async () => {
+      const f = await forkWithPort(HERE('./http-proxy-forwarder.js'), [direct]);
+      return { url: `http://127.0.0.1:${f.port}/`, stop: () => stopChild(f.child) };
+    },
+  };
+  const rps = new Map<Target, number[]>(TARGETS.map((t) => [t, []]));
+  const p50 = new Map<Target, number[]>(TARGETS.map((t) => [t, []]));
+  const p99 = new Map<Target, number[]>(TARGETS.map((t) => [t, []]));
+  const errors = new Map<Target, number>(TARGETS.map((t) => [t, 0]));
+  try {
+    for (let round = 1; round <= s.rounds; round++) {
+      for (const target of TARGETS) {
+        const running = await start[target]();
+        try {
+          await load.closed([{ name: 'warm-up', url: running.url, host: HOST, connections: s.saturationConnections, seconds: 2 }]);
+          const [sat] = await load.closed([{ name: target, url: running.url, host: HOST, connections: s.saturationConnections, seconds: s.seconds }]);
+          const [mod] = await load.open([{ name: target, url: running.url, host: HOST, connections: s.moderateRps, requestsPerConnection: s.seconds, timeoutSeconds: 1, phases: 100 }]);
+          const lat = sorted(mod!.latenciesMs);
+          const satRps = sat!.completed / s.seconds;
+          rps.get(target)!.push(satRps);
+          p50.get(target)!.push(percentile(lat, 50));
+          p99.get(target)!.push(percentile(lat, 99));
+          errors.set(target, errors.get(target)! + sat!.errors + mod!.errors);
+          ctx.log(`[overhead round ${round}/${s.rounds}] ${target}: ${satRps.toFixed(0)} req/s at saturation (${s.saturationConnections} connections); at ${s.moderateRps} req/s p50 ${percentile(lat, 50).toFixed(3)} ms p99 ${percentile(lat, 99).toFixed(3)} ms; errors ${sat!.errors + mod!.errors}`);
+        } finally {
+          await running.stop();
+        }
+      }
+    }
+  } finally {
+    await load.close();
+    await stopChild(backend.child);
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const rows: OverheadRow[] = TARGETS.map((target) => ({
+    target,
+    rps: round(median(rps.get(target)!), 0),
+    p50_ms: round(median(p50.get(target)!), 3),
+    p99_ms: round(median(p99.get(target)!), 3),
+  }));
+  return { rows, markdown: overheadMarkdown(rows, s, errors, rps), charts: { rps: overheadChart(rows) } };
+}
+
+function overheadMarkdown(rows: readonly OverheadRow[], s: Settings, errors: Map<Target, number>, all: Map<Target, number[]>): string {
+  const by = (t: Target) => rows.find((r) => r.target === t)!;
+  const direct = by('direct');
+  const nginx = by('nginx');
+  const out: string[] = [];
+  out.push('## Proxy overhead\n');
+  out.push(
+    `One backend (Node.js http, answers at once), one load generator (autocannon in its own process); in front of the ` +
+    `backend in turn: nothing (direct), chikai's proxy (\`chikai proxy\`, policy chikai, one endpoint), nginx-light ` +
+    `(one worker, upstream keep-alive) and http-proxy (keep-alive agent), each in its own process. Throughput: ` +
+    `${s.saturationConnections} connections, closed loop, ${s.seconds} s. Latency: ${s.moderateRps} requests/s open loop ` +
+    `(${s.moderateRps} connections × 1 request/s, start times spread over the second), ${s.seconds} s. ` +
+    `Median of ${s.rounds} interleaved round${s.rounds > 1 ? 's' : ''}.\n`,
+  );
+  out.push(table(
+    ['target', 'req/s', '× direct', '× nginx', 'p50 ms', 'p50 added over direct, ms', 'p99 ms', 'errors', 'req/s every round'],
+    rows.map((r) => [
+      r.target, r.rps, ratio(r.rps, direct.rps), ratio(r.rps, nginx.rps), num(r.p50_ms, 3), num(r.p50_ms - direct.p50_ms, 3), num(r.p99_ms, 3), errors.get(r.target) ?? 0,
+      all.get(r.target)!.map((x) => x.toFixed(0)).join(', '),
+    ]),
+    ['l'],
+  ));
+  return out.join('\n');
+}
+
+function overheadChart(rows: readonly OverheadRow[]): string {
+  const nginx = rows.find((r) => r.target === 'nginx')!.rps;
+  return barChart('Requests/s at saturation (one backend, same load generator)', 'requests/s', [{
+    title: 'throughput (label: × nginx)',
+    bars: rows.map((r) => ({ label: r.target, value: r.rps, note: `${r.rps} (${(r.rps / nginx).toFixed(2)}×)` })),
+  }]);
 }
