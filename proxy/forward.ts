@@ -3,7 +3,6 @@
 // request may be retried elsewhere) or after.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import type { EndpointState } from './endpoints.js';
 import { downstreamResponseHeaders } from './headers.js';
@@ -68,7 +67,12 @@ export function retryableFailure(err: unknown, method: string, hasBody: boolean,
   return IDEMPOTENT.has(method) && !hasBody;
 }
 
-export async function forwardRequest(
+/**
+ * Forward with undici's dispatch API straight into `res`: no Readable for the response
+ * body and no stream pipeline in between (the proxy's hottest path; see bench/ overhead).
+ * Backpressure: a full client socket pauses the upstream read until it drains.
+ */
+export function forwardRequest(
   req: IncomingMessage,
   res: ServerResponse,
   endpoint: EndpointState,
@@ -83,32 +87,75 @@ export async function forwardRequest(
   const method = req.method ?? 'GET';
   const limit = hasBody && maxBodyBytes > 0 && req.headers['content-length'] === undefined ? new BodyLimit(maxBodyBytes) : undefined;
   if (limit) req.pipe(limit);
-  let upstream: Dispatcher.ResponseData;
   const sent = performance.now();
-  try {
-    upstream = await endpoint.pool.request({
-      method: method as Dispatcher.HttpMethod,
-      path: req.url ?? '/',
-      headers,
-      body: hasBody ? limit ?? req : null,
-      signal,
-    });
-  } catch (err) {
-    if (limit) req.unpipe(limit);
-    if (limit?.exceeded) return { kind: 'body-too-large', limit: maxBodyBytes };
-    const bodyStarted = hasBody && (req.readableDidRead || req.readableEnded);
-    return { kind: 'failed-before-response', error: err as Error, retryable: retryableFailure(err, method, hasBody, bodyStarted) };
-  }
-  const status = upstream.statusCode;
-  onResponse?.(status, upstream.headers, performance.now() - sent);
-  try {
-    res.writeHead(status, downstreamResponseHeaders(upstream.headers));
-    // HEAD and bodiless statuses have nothing to stream; drain to free the connection.
-    await pipeline(upstream.body, res);
-    return { kind: 'done', status };
-  } catch (err) {
-    upstream.body.destroy();
-    if (limit) req.unpipe(limit);
-    return { kind: 'failed-mid-response', status, error: err as Error };
-  }
+  return new Promise<ForwardResult>((resolve) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let status = 0;
+    let settled = false;
+    const onAbort = () => controller?.abort((signal.reason as Error | undefined) ?? new Error('aborted'));
+    const onDrain = () => controller?.resume();
+    const settle = (r: ForwardResult) => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+      res.off('drain', onDrain);
+      resolve(r);
+    };
+    const failed = (err: Error) => {
+      if (limit) req.unpipe(limit);
+      if (status === 0) {
+        if (limit?.exceeded) return settle({ kind: 'body-too-large', limit: maxBodyBytes });
+        const bodyStarted = hasBody && (req.readableDidRead || req.readableEnded);
+        settle({ kind: 'failed-before-response', error: err, retryable: retryableFailure(err, method, hasBody, bodyStarted) });
+      } else settle({ kind: 'failed-mid-response', status, error: err });
+    };
+    if (signal.aborted) {
+      failed((signal.reason as Error | undefined) ?? new Error('aborted'));
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+        if (signal.aborted) onAbort();
+      },
+      onResponseStart(c, statusCode, upstreamHeaders) {
+        // 1xx (100 Continue, 103 Early Hints) are not passed on, as with request().
+        if (statusCode < 200) return;
+        status = statusCode;
+        onResponse?.(statusCode, upstreamHeaders, performance.now() - sent);
+        if (res.destroyed) {
+          c.abort(new Error('client closed the connection'));
+          return;
+        }
+        res.writeHead(statusCode, downstreamResponseHeaders(upstreamHeaders));
+      },
+      onResponseData(c, chunk) {
+        if (res.destroyed) {
+          c.abort(new Error('client closed the connection'));
+          return;
+        }
+        if (!res.write(chunk)) {
+          c.pause();
+          res.once('drain', onDrain);
+        }
+      },
+      onResponseEnd() {
+        if (res.destroyed) {
+          failed(new Error('client closed the connection'));
+          return;
+        }
+        res.end();
+        settle({ kind: 'done', status });
+      },
+      onResponseError(_c, err) {
+        failed(err);
+      },
+    };
+    try {
+      endpoint.pool.dispatch({ method: method as Dispatcher.HttpMethod, path: req.url ?? '/', headers, body: hasBody ? limit ?? req : null }, handler);
+    } catch (err) {
+      failed(err as Error);
+    }
+  });
 }

@@ -12,9 +12,13 @@ const HOP_BY_HOP = new Set([
   'te', 'trailer', 'transfer-encoding', 'upgrade',
 ]);
 
-function connectionTokens(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+function connectionTokens(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): ReadonlySet<string> {
   const c = headers['connection'];
-  const list = Array.isArray(c) ? c.join(',') : c ?? '';
+  // Most requests carry no Connection header or just keep-alive: no allocation for them.
+  if (c === undefined || c === 'keep-alive') return NO_TOKENS;
+  const list = Array.isArray(c) ? c.join(',') : c;
   return new Set(list.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
 }
 
@@ -29,7 +33,8 @@ export function upstreamRequestHeaders(
 ): Record<string, string | string[]> {
   const drop = connectionTokens(headers);
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue;
     if (name === KNATIVE_NAMESPACE_HEADER || name === KNATIVE_REVISION_HEADER) continue;
     // undici sends 100-continue itself only when asked; the client's expectation was
@@ -49,7 +54,8 @@ export function upstreamRequestHeaders(
 export function downstreamResponseHeaders(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const drop = connectionTokens(headers);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue;
     out[name] = value;
   }

@@ -190,7 +190,7 @@ export class NodeProxy {
     if (this.draining) res.setHeader('connection', 'close');
 
     this.active++;
-    this.metrics.inFlight.inc({ revision: key });
+    this.metrics.addInFlight(key, 1);
     const reported = this.opts.concurrency?.requestStarted(key);
     if (snapshot.readyEndpoints(key).length === 0) this.opts.concurrency?.coldStart(key);
     const abort = new AbortController();
@@ -211,7 +211,7 @@ export class NodeProxy {
       clearTimeout(timer);
       reported?.();
       this.active--;
-      this.metrics.inFlight.dec({ revision: key });
+      this.metrics.addInFlight(key, -1);
       this.metrics.requests.inc({ revision: key, target_node: outcome.targetNode, code: String(outcome.status) });
       this.metrics.duration.observe({ revision: key, target_node: outcome.targetNode }, (performance.now() - started) / 1000);
       if (this.active === 0) this.idleWaiters.splice(0).forEach((f) => f());
