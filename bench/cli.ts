@@ -19,6 +19,8 @@ export interface BenchArgs {
   readonly seconds?: number;
   /** paper: policies to run (oracle included unless left out). */
   readonly policies?: string[];
+  /** overhead: which targets to measure (default all). */
+  readonly targets?: string[];
   /** xds: gateway counts and revision counts to sweep. */
   readonly gateways?: number[];
   readonly revisions?: number[];
@@ -28,10 +30,10 @@ export class UsageError extends Error {}
 
 export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds [--quick] [--out FILE] [--results-dir DIR]
   paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--policies knative,chikai,oracle,...]
-  overhead: [--seconds N]
+  overhead: [--seconds N] [--targets direct,chikai,nginx,http-proxy]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
   xds:      [--gateways 10,100,1000] [--revisions 10,100,1000]`;
 
-const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--gateways', '--revisions'];
+const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--targets', '--gateways', '--revisions'];
 
 function numbers(flag: string, v: string, min: number): number[] {
   const xs = v.split(',').map((s) => Number(s.trim()));
@@ -71,6 +73,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     users: str('users') === undefined ? undefined : numbers('--users', str('users')!, 1),
     seconds,
     policies: str('policies')?.split(',').map((s) => s.trim()).filter(Boolean),
+    targets: str('targets')?.split(',').map((s) => s.trim()).filter(Boolean),
     gateways: str('gateways') === undefined ? undefined : numbers('--gateways', str('gateways')!, 1),
     revisions: str('revisions') === undefined ? undefined : numbers('--revisions', str('revisions')!, 1),
   };

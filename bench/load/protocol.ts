@@ -36,6 +36,8 @@ export interface TargetResult {
   /** Non-2xx responses, connection errors and timeouts. */
   readonly errors: number;
   readonly timeouts: number;
+  /** Errors by kind (error code, message or `HTTP <status>`). */
+  readonly errorKinds: Readonly<Record<string, number>>;
   /** Latency of every 2xx response, ms, in arrival order. */
   readonly latenciesMs: Float64Array;
   /** Wall-clock seconds from the first request to the last answer. */

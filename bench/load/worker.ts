@@ -30,13 +30,20 @@ class Tally {
     if (status >= 200 && status < 300) {
       this.completed++;
       this.latencies.push(ms);
-    } else this.errors++;
+    } else {
+      this.errors++;
+      this.errorKinds[`HTTP ${status}`] = (this.errorKinds[`HTTP ${status}`] ?? 0) + 1;
+    }
   }
+
+  readonly errorKinds: Record<string, number> = {};
 
   error(err: Error): void {
     this.last = performance.now();
     this.errors++;
     if (/timed out/.test(err.message)) this.timeouts++;
+    const kind = (err as NodeJS.ErrnoException).code ?? err.message;
+    this.errorKinds[kind] = (this.errorKinds[kind] ?? 0) + 1;
   }
 
   result(): TargetResult {
@@ -46,6 +53,7 @@ class Tally {
       completed: this.completed,
       errors: this.errors,
       timeouts: this.timeouts,
+      errorKinds: this.errorKinds,
       latenciesMs: Float64Array.from(this.latencies),
       seconds: this.first === Infinity ? 0 : Math.max(0, this.last - this.first) / 1000,
     };
