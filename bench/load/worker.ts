@@ -4,12 +4,17 @@
 //
 // Open-loop load with autocannon: autocannon's rate limit is per connection and per
 // second, and a connection sends its next request only after the previous answer. So every
-// connection here sends exactly one request per second (`connectionRate: 1`) and a request
-// times out before the connection's next send is due (timeout ≤ 1 s): a slow answer can
-// never push a send back, which makes the load open-loop. A user sending 10 requests/s is
-// 10 such connections. autocannon starts all connections of one run at once, so the
-// connections of a target are split into `phases` runs started evenly over the first
-// second; otherwise every connection would fire in the same millisecond.
+// connection here sends one request per second (`connectionRate: 1`); a user sending 10
+// requests/s is 10 such connections. An answer slower than 1 s delays that connection's
+// next send until it arrives (the only closed-loop effect; the number of such answers is
+// visible in the latencies), and a request unanswered after the timeout (1.5 s in the
+// paper scenario) is an error and its connection is replaced. The timeout is longer than
+// the 1 s between sends on purpose: autocannon's timeout timer is armed at each send and
+// not cleared by the answer, so with a timeout equal to the send period it races the next
+// send and reports idle connections as timed out. autocannon starts all connections of
+// one run at once, so the connections of a target are split into `phases` runs started
+// evenly over the first second; otherwise every connection would fire in the same
+// millisecond.
 import autocannon from 'autocannon';
 import type { ClosedLoopTarget, LoadTarget, TargetResult, WorkerReply, WorkerRequest } from './protocol.js';
 

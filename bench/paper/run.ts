@@ -31,7 +31,7 @@ export function paperOptions(ctx: ScenarioContext): PaperOptions {
     edgeCapacity: EDGE_CAPACITY,
     cloudCapacity: CLOUD_CAPACITY,
     userRate: 10,
-    timeoutSeconds: 1,
+    timeoutSeconds: 1.5,
     cdfUsers: [...new Set([users.includes(10) ? 10 : users[0]!, users.at(-1)!])],
     seed: 42,
     log: ctx.log,

@@ -31,7 +31,7 @@ export interface PaperOptions {
   readonly cloudCapacity: number;
   /** Requests per second of one user. */
   readonly userRate: number;
-  /** A request unanswered after this long is an error (≤ 1 s keeps the load open-loop). */
+  /** Seconds after which an unanswered request is an error (see load/worker.ts for why 1.5). */
   readonly timeoutSeconds: number;
   /** User counts whose edge-side latencies are kept for the CDF chart. */
   readonly cdfUsers: readonly number[];
@@ -122,15 +122,19 @@ interface SideResult {
   readonly offered: number;
   readonly completed: number;
   readonly errors: number;
+  readonly errorKinds: Readonly<Record<string, number>>;
 }
 
 function merge(results: readonly TargetResult[]): SideResult {
   const all = results.flatMap((r) => Array.from(r.latenciesMs));
+  const errorKinds: Record<string, number> = {};
+  for (const r of results) for (const [k, n] of Object.entries(r.errorKinds)) errorKinds[k] = (errorKinds[k] ?? 0) + n;
   return {
     latencies: sorted(all),
     offered: results.reduce((a, r) => a + r.offered, 0),
     completed: results.reduce((a, r) => a + r.completed, 0),
     errors: results.reduce((a, r) => a + r.errors, 0),
+    errorKinds,
   };
 }
 
@@ -281,14 +285,14 @@ export class PaperBench {
     for (const n of CLOUD) policies.get(n)!.setSplit({ [n]: 1 } satisfies Split);
   }
 
-  private progress(link: LinkSetting, policy: string, users: number, edge: PaperRow, cloud: PaperRow): void {
+  private progress(link: LinkSetting, policy: string, users: number, edge: PaperRow, cloud: PaperRow, errorKinds: Readonly<Record<string, number>>): void {
     this.done++;
     const elapsed = (performance.now() - this.startedAt) / 1000;
     const eta = (elapsed / this.done) * (this.total - this.done);
     const fmt = (s: number) => `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
     const side = (r: PaperRow) =>
       `p50 ${r.p50_ms ?? '–'} p99 ${r.p99_ms ?? '–'} ms, ${r.offered ? ((100 * r.completed) / r.offered).toFixed(1) : '–'} % done, local ${r.local_share === null ? '–' : (r.local_share * 100).toFixed(0)} %`;
-    this.o.log(`[paper ${this.done}/${this.total} · ${fmt(elapsed)} · eta ${fmt(eta)}] ${link.rttMs} ms · ${policy} · ${users} users — edge ${side(edge)} | cloud ${side(cloud)} | stack CPU ${(this.lastLoop.cpu * 100).toFixed(0)} %, loop lag p99 ${this.lastLoop.lagP99Ms.toFixed(1)} ms`);
+    this.o.log(`[paper ${this.done}/${this.total} · ${fmt(elapsed)} · eta ${fmt(eta)}] ${link.rttMs} ms · ${policy} · ${users} users — edge ${side(edge)} | cloud ${side(cloud)} | stack CPU ${(this.lastLoop.cpu * 100).toFixed(0)} %, loop lag p99 ${this.lastLoop.lagP99Ms.toFixed(1)} ms${Object.keys(errorKinds).length ? ` | errors ${JSON.stringify(errorKinds)}` : ''}`);
   }
 
   async run(): Promise<PaperResult> {
@@ -326,7 +330,9 @@ export class PaperBench {
             const cloud = this.row(policy, link, 'cloud', users, r.cloud, r.cloudLocal);
             rows.push(edge, cloud);
             if (this.o.cdfUsers.includes(users)) cdfs.push({ latency_ms: link.rttMs, users, policy, points: cdfPoints(r.edge.latencies) });
-            this.progress(link, policy, users, edge, cloud);
+            const kinds: Record<string, number> = {};
+            for (const [k, n] of [...Object.entries(r.edge.errorKinds), ...Object.entries(r.cloud.errorKinds)]) kinds[k] = (kinds[k] ?? 0) + n;
+            this.progress(link, policy, users, edge, cloud, kinds);
             await drain(stack);
           }
         } finally {
