@@ -24,7 +24,9 @@ const CHIKAI = fileURLToPath(new URL('../../bin/chikai.js', import.meta.url));
 const HOST = 'hello.default.svc.cluster.local';
 
 export const TARGETS = ['direct', 'chikai', 'nginx', 'http-proxy'] as const;
-type Target = (typeof TARGETS)[number];
+/** Another build of chikai measured in the same run (before/after a change): CHIKAI_BENCH_BASELINE=<its dist/bin/chikai.js>. */
+const BASELINE = 'chikai-baseline';
+type Target = (typeof TARGETS)[number] | typeof BASELINE;
 
 export interface OverheadRow {
   readonly target: Target;
@@ -61,7 +63,7 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'
 }
 
 /** chikai's proxy as a user runs it (`chikai proxy`), with a one-node cluster file whose only endpoint is the backend. */
-async function startChikai(backendPort: number, cpuProfDir: string | undefined): Promise<Running> {
+async function startChikai(backendPort: number, cpuProfDir: string | undefined, bin = CHIKAI): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), 'chikai-bench-proxy-'));
   const file = join(dir, 'cluster.yaml');
   writeFileSync(file, `
@@ -74,7 +76,7 @@ endpoints:
 proxy: { policy: chikai, drainSeconds: 0 }
 `);
   const execArgv = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
-  const child = spawn(process.execPath, [...execArgv, CHIKAI, 'proxy', '--node', 'node1', '--cluster', file, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...execArgv, bin, 'proxy', '--node', 'node1', '--cluster', file, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let text = '';
     child.stdout!.on('data', (b: Buffer) => {
@@ -104,13 +106,15 @@ interface Settings {
 
 export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput> {
   const s: Settings = {
-    rounds: ctx.args.quick ? 1 : 3,
-    seconds: ctx.args.seconds ?? (ctx.args.quick ? 3 : 8),
+    rounds: ctx.args.quick ? 1 : 5,
+    seconds: ctx.args.seconds ?? (ctx.args.quick ? 3 : 6),
     saturationConnections: 32,
     moderateRps: 500,
   };
-  const targets = (ctx.args.targets ?? [...TARGETS]) as Target[];
+  const baselineBin = process.env.CHIKAI_BENCH_BASELINE;
+  const targets = (ctx.args.targets ?? [...TARGETS, ...(baselineBin ? [BASELINE] : [])]) as Target[];
   for (const t of targets) {
+    if (t === BASELINE && baselineBin) continue;
     if (!(TARGETS as readonly string[]).includes(t)) throw new UsageError(`--targets: unknown target ${JSON.stringify(t)}: expected some of ${TARGETS.join(', ')}`);
   }
   const cpuProfDir = process.env.CHIKAI_BENCH_CPU_PROF;
@@ -121,6 +125,7 @@ export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput>
   const start: Record<Target, () => Promise<Running>> = {
     direct: async () => ({ url: direct, stop: async () => undefined }),
     chikai: () => startChikai(backend.port, cpuProfDir),
+    [BASELINE]: () => startChikai(backend.port, undefined, baselineBin),
     nginx: async () => {
       const n = await startNginx(nginxBinary, backend.port);
       return { url: `http://127.0.0.1:${n.port}/`, stop: () => n.stop() };
@@ -130,10 +135,10 @@ export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput>
       return { url: `http://127.0.0.1:${f.port}/`, stop: () => stopChild(f.child) };
     },
   };
-  const rps = new Map<Target, number[]>(TARGETS.map((t) => [t, []]));
-  const p50 = new Map<Target, number[]>(TARGETS.map((t) => [t, []]));
-  const p99 = new Map<Target, number[]>(TARGETS.map((t) => [t, []]));
-  const errors = new Map<Target, number>(TARGETS.map((t) => [t, 0]));
+  const rps = new Map<Target, number[]>(targets.map((t) => [t, []]));
+  const p50 = new Map<Target, number[]>(targets.map((t) => [t, []]));
+  const p99 = new Map<Target, number[]>(targets.map((t) => [t, []]));
+  const errors = new Map<Target, number>(targets.map((t) => [t, 0]));
   try {
     for (let round = 1; round <= s.rounds; round++) {
       for (const target of targets) {
@@ -180,7 +185,8 @@ function overheadMarkdown(rows: readonly OverheadRow[], s: Settings, errors: Map
   out.push(
     `One backend (Node.js http, answers at once), one load generator (autocannon in its own process); in front of the ` +
     `backend in turn: nothing (direct), chikai's proxy (\`chikai proxy\`, policy chikai, one endpoint), nginx-light ` +
-    `(one worker, upstream keep-alive) and http-proxy (keep-alive agent), each in its own process. Throughput: ` +
+    `(one worker, upstream keep-alive) and http-proxy (keep-alive agent), each in its own process` +
+    `${rows.some((r) => r.target === BASELINE) ? ` (\`${BASELINE}\`: chikai built from an earlier commit, for a before/after in one run)` : ''}. Throughput: ` +
     `${s.saturationConnections} connections, closed loop, ${s.seconds} s. Latency: ${s.moderateRps} requests/s on one ` +
     `connection, one request at a time (autocannon \`overallRate\`), ${s.seconds} s: the time a forwarder adds to a request, without queueing. ` +
     `Median of ${s.rounds} interleaved round${s.rounds > 1 ? 's' : ''}.\n`,
