@@ -73,7 +73,7 @@ export function lineChart(o: LineChartOptions): string {
   let lx = 10;
   for (const n of names) {
     parts.push(`<rect x="${lx}" y="${36}" width="12" height="4" fill="${color.get(n)}"/><text x="${lx + 16}" y="${42}">${esc(n)}</text>`);
-    lx += 24 + n.length * 6.5;
+    lx += 28 + n.length * 7.5;
   }
   o.panels.forEach((panel, i) => {
     const ox = (i % cols) * PANEL_W;
