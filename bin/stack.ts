@@ -4,6 +4,7 @@
 import { loadClusterFile, DEMO_CLUSTER_FILE, type ClusterFile } from '../cluster/config.js';
 import { ClusterModel } from '../cluster/model.js';
 import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/cluster.js';
+import type { Exposure } from '../cluster/emulated/network.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
 import { parseQueueSettings } from '../proxy/queueing.js';
@@ -45,6 +46,29 @@ export interface EmulatedStack {
   close(): Promise<void>;
 }
 
+/**
+ * Exposes every node's proxy at `<node address>:<port>`, one port for all nodes. With port 0
+ * the first node picks a free one; another node may already use that number on its own
+ * address (an outgoing connection's source port), so then the whole set is tried again.
+ */
+async function exposeOnEveryNode(cluster: EmulatedCluster, proxies: ReadonlyMap<string, NodeProxy>, wanted: number): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const done: Exposure[] = [];
+    let port = wanted;
+    try {
+      for (const [node, proxy] of proxies) {
+        const e = await cluster.expose(node, port, { host: proxy.address.address, port: proxy.address.port });
+        done.push(e);
+        port = e.port;
+      }
+      return port;
+    } catch (err) {
+      await Promise.all(done.map((e) => e.close(0)));
+      if (wanted !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 10) throw err;
+    }
+  }
+}
+
 export async function startEmulatedStack(opts: StackOptions = {}): Promise<EmulatedStack> {
   const file = opts.file ?? loadClusterFile(DEMO_CLUSTER_FILE);
   const model = new ClusterModel(file.state);
@@ -72,9 +96,8 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       });
       proxies.set(node.name, proxy);
       await proxy.start();
-      const exposed = await cluster.expose(node.name, proxyPort, { host: proxy.address.address, port: proxy.address.port });
-      proxyPort = exposed.port;
     }
+    proxyPort = await exposeOnEveryNode(cluster, proxies, proxyPort);
     // With a port picked at start, the probes learn it now.
     for (const p of proxies.values()) p.setPeerPort(proxyPort);
   } catch (err) {
