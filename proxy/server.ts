@@ -192,7 +192,7 @@ export class NodeProxy {
     this.active++;
     this.metrics.addInFlight(key, 1);
     const reported = this.opts.concurrency?.requestStarted(key);
-    if (snapshot.readyEndpoints(key).length === 0) this.opts.concurrency?.coldStart(key);
+    if (reported && !snapshot.endpoints(key).some((e) => e.ready)) this.opts.concurrency?.coldStart(key);
     const abort = new AbortController();
     const timeoutMs = revision.timeoutSeconds * 1000;
     let timedOut = false;
