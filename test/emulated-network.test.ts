@@ -1,7 +1,7 @@
 // The emulated network injects the configured inter-node latency in user space. Real
 // sockets throughout: a client bound to one node's address talks to a server exposed on
 // another node, and the round trips are measured with performance.now().
-import t from 'tap';
+import t, { type Test } from 'tap';
 import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -66,6 +66,17 @@ async function echoServer(host: string): Promise<{ server: net.Server; port: num
   return { server, port: (server.address() as net.AddressInfo).port, arrivals };
 }
 
+/** An echo server on node1's hidden address, exposed at node1 through `network`; both stop with the test. */
+async function echoOnNode1(t: Test, network: EmulatedNetwork): Promise<{ backend: Awaited<ReturnType<typeof echoServer>>; exposed: Exposure }> {
+  const backend = await echoServer('127.0.2.1');
+  const exposed = await network.expose('node1', 0, { host: '127.0.2.1', port: backend.port });
+  t.teardown(async () => {
+    await network.close();
+    backend.server.close();
+  });
+  return { backend, exposed };
+}
+
 async function connect(port: number, host: string, localAddress?: string): Promise<net.Socket> {
   return await new Promise((resolve, reject) => {
     const s = net.connect({ host, port, localAddress, noDelay: true }, () => resolve(s));
@@ -102,13 +113,8 @@ async function pingPong(s: net.Socket, n: number): Promise<number[]> {
 t.test('injected RTT matches the configured matrix (median within 2 ms)', async (t) => {
   const model = new ClusterModel(PAPER);
   const network = new EmulatedNetwork(model, { seed: 42 });
-  const backend = await echoServer('127.0.2.1');
-  const exposed = await network.expose('node1', 0, { host: '127.0.2.1', port: backend.port });
+  const { backend, exposed } = await echoOnNode1(t, network);
   t.equal(exposed.host, '127.0.1.1');
-  t.teardown(async () => {
-    await network.close();
-    backend.server.close();
-  });
 
   // Run the four pairs at once on separate connections; they do not disturb each other.
   const cases: { label: string; from?: string; expect: number }[] = [
@@ -138,12 +144,7 @@ t.test('injected RTT matches the configured matrix (median within 2 ms)', async 
 t.test('both directions are delayed: one way node3 -> node1 is ~25 ms at the receiver', async (t) => {
   const model = new ClusterModel(PAPER);
   const network = new EmulatedNetwork(model, { seed: 7 });
-  const backend = await echoServer('127.0.2.1');
-  const exposed = await network.expose('node1', 0, { host: '127.0.2.1', port: backend.port });
-  t.teardown(async () => {
-    await network.close();
-    backend.server.close();
-  });
+  const { backend, exposed } = await echoOnNode1(t, network);
   const s = await connect(exposed.port, exposed.host, '127.0.1.3');
   const rtts = await pingPong(s, 100);
   s.destroy();
@@ -164,12 +165,7 @@ t.test('jitter: the RTT spread reflects jitterMs', async (t) => {
     }),
   );
   const network = new EmulatedNetwork(model, { seed: 3 });
-  const backend = await echoServer('127.0.2.1');
-  const exposed = await network.expose('node1', 0, { host: '127.0.2.1', port: backend.port });
-  t.teardown(async () => {
-    await network.close();
-    backend.server.close();
-  });
+  const { backend, exposed } = await echoOnNode1(t, network);
   const [jittery, steady] = await Promise.all(
     ['127.0.1.3', '127.0.1.2'].map(async (from) => {
       const s = await connect(exposed.port, exposed.host, from);
@@ -194,12 +190,7 @@ t.test('jitter: the RTT spread reflects jitterMs', async (t) => {
 t.test('model changes apply to the next chunk', async (t) => {
   const model = new ClusterModel(state({ node3: { node1: { rttMs: 40, jitterMs: 0 } } }));
   const network = new EmulatedNetwork(model);
-  const backend = await echoServer('127.0.2.1');
-  const exposed = await network.expose('node1', 0, { host: '127.0.2.1', port: backend.port });
-  t.teardown(async () => {
-    await network.close();
-    backend.server.close();
-  });
+  const { backend, exposed } = await echoOnNode1(t, network);
   const s = await connect(exposed.port, exposed.host, '127.0.1.3');
   const before = median(await pingPong(s, 10));
   model.update((st) => ({ ...st, latency: { node3: { node1: { rttMs: 10, jitterMs: 0 } } } }));
@@ -328,12 +319,7 @@ t.test('half-close and resets propagate both ways', async (t) => {
 t.test('a dark node hangs connections; healing restores service', async (t) => {
   const model = new ClusterModel(PAPER);
   const network = new EmulatedNetwork(model);
-  const backend = await echoServer('127.0.2.1');
-  const exposed = await network.expose('node1', 0, { host: '127.0.2.1', port: backend.port });
-  t.teardown(async () => {
-    await network.close();
-    backend.server.close();
-  });
+  const { backend, exposed } = await echoOnNode1(t, network);
 
   const tryPing = async (from: string, waitMs: number): Promise<'answered' | 'silent' | 'failed'> => {
     const s = net.connect({ host: exposed.host, port: exposed.port, localAddress: from });
