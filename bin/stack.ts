@@ -8,9 +8,8 @@ import type { Exposure } from '../cluster/emulated/network.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
 import { parseQueueSettings } from '../proxy/queueing.js';
-import { configuredLoadView } from '../cluster/load.js';
-import { startXdsServer, type HostPort, type XdsServer } from '../xds/server.js';
-import { LoadPoller } from '../xds/load-poller.js';
+import type { HostPort, XdsServer } from '../xds/server.js';
+import { startXdsServerWithLoadReports } from '../xds/load-poller.js';
 
 export interface StackOptions {
   /** The cluster file (default: the embedded demo cluster). */
@@ -106,23 +105,21 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     throw err;
   }
   let xds: XdsServer | undefined;
-  let poller: LoadPoller | undefined;
   if (opts.xds) {
-    // The xDS server reads the proxies' measurements over HTTP, as it does in Kubernetes.
-    poller = new LoadPoller({
-      model,
-      fallback: configuredLoadView(() => model.current),
-      adminUrl: (node) => {
-        const a = proxies.get(node)?.adminAddress;
-        return a ? `http://${a.address}:${a.port}` : undefined;
-      },
-      log: opts.xds.log,
-    });
-    poller.start();
     try {
-      xds = await startXdsServer({ model, load: poller.view, listen: opts.xds.listen, admin: opts.xds.admin, proxyPort, log: opts.xds.log });
+      // The xDS server reads the proxies' measurements over HTTP, as it does in Kubernetes.
+      xds = await startXdsServerWithLoadReports({
+        model,
+        listen: opts.xds.listen,
+        admin: opts.xds.admin,
+        proxyPort,
+        log: opts.xds.log,
+        adminUrl: (node) => {
+          const a = proxies.get(node)?.adminAddress;
+          return a ? `http://${a.address}:${a.port}` : undefined;
+        },
+      });
     } catch (err) {
-      await poller.stop();
       await Promise.all([...proxies.values()].map((p) => p.close()));
       await cluster.close();
       throw err;
@@ -147,7 +144,6 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     },
     async close(): Promise<void> {
       await xds?.close();
-      await poller?.stop();
       await Promise.all([...proxies.values()].map((p) => p.close()));
       await cluster.close();
     },

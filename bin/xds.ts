@@ -3,9 +3,7 @@
 // every node proxy's `/load` report (admin port on the node's address).
 import { parseArgs } from 'node:util';
 import { loadClusterFile } from '../cluster/config.js';
-import { configuredLoadView } from '../cluster/load.js';
-import { LoadPoller } from '../xds/load-poller.js';
-import { startXdsServer } from '../xds/server.js';
+import { startXdsServerWithLoadReports } from '../xds/load-poller.js';
 import { SOURCE_FLAGS, SourceError, hostPortFlag, openModelSource, sourceKind } from './sources.js';
 
 function port(flag: string, v: string | undefined, fallback: number): number {
@@ -35,27 +33,19 @@ export async function xdsCommand(args: string[]): Promise<void> {
 
   const source = await openModelSource({ kind, file, readIngresses: inCluster, namespace: values.namespace, kubeconfig: values.kubeconfig });
   const log = (line: string) => console.warn(line);
-  const poller = new LoadPoller({
+  const server = await startXdsServerWithLoadReports({
     model: source.model,
-    fallback: configuredLoadView(() => source.model.current),
-    adminUrl: (node) => {
-      const n = source.model.current.node(node);
-      return n ? `http://${n.address.includes(':') ? `[${n.address}]` : n.address}:${proxyAdminPort}` : undefined;
-    },
-    log,
-  });
-  poller.start();
-  const server = await startXdsServer({
-    model: source.model,
-    load: poller.view,
     listen,
     admin,
     proxyPort,
     ingresses: source.ingresses,
     notReady: () => source.notReady(),
     log,
+    adminUrl: (node) => {
+      const n = source.model.current.node(node);
+      return n ? `http://${n.address.includes(':') ? `[${n.address}]` : n.address}:${proxyAdminPort}` : undefined;
+    },
   }).catch(async (err: unknown) => {
-    await poller.stop();
     await source.close();
     throw err;
   });
@@ -67,7 +57,6 @@ export async function xdsCommand(args: string[]): Promise<void> {
     console.log(`${signal}: closing the ADS streams`);
     void (async () => {
       await server.close();
-      await poller.stop();
       await source.close();
       process.exit(0);
     })();

@@ -3,8 +3,9 @@
 // A proxy that does not answer is reported once when it stops and once when it is back.
 import { Agent, request } from 'undici';
 import { ReportedLoadView, parseLoadReport } from '../cluster/load-report.js';
-import type { LoadView } from '../cluster/load.js';
+import { configuredLoadView, type LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
+import { startXdsServer, type XdsServer, type XdsServerOptions } from './server.js';
 
 export interface LoadPollerOptions {
   readonly model: ClusterModel;
@@ -72,4 +73,30 @@ export class LoadPoller {
       this.inFlight.delete(node);
     }
   }
+}
+
+/**
+ * The xDS server weighing localities with the node proxies' load reports: the poller starts
+ * first, and closing the server stops it too.
+ */
+export async function startXdsServerWithLoadReports(
+  opts: Omit<XdsServerOptions, 'load'> & { readonly adminUrl: (node: string) => string | undefined },
+): Promise<XdsServer> {
+  const poller = new LoadPoller({ model: opts.model, adminUrl: opts.adminUrl, fallback: configuredLoadView(() => opts.model.current), log: opts.log });
+  poller.start();
+  let server: XdsServer;
+  try {
+    server = await startXdsServer({ ...opts, load: poller.view });
+  } catch (err) {
+    await poller.stop();
+    throw err;
+  }
+  // The server is a plain object whose methods close over its state: spreading keeps them.
+  return {
+    ...server,
+    async close() {
+      await server.close();
+      await poller.stop();
+    },
+  };
 }
