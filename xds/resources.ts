@@ -339,19 +339,17 @@ function ingressVirtualHosts(snap: ClusterSnapshot, ingresses: readonly IngressR
   return { external, internal, hosts: [...hosts] };
 }
 
+/** Listeners and route configurations: view-independent today, so the builder makes them once per change. */
+export interface Routing {
+  readonly listeners: BuiltListener[];
+  readonly routes: JsonObject[];
+}
+
 /**
- * Everything one gateway node is served. Routes come from the KIngresses when a Kubernetes
- * source supplies them (`ingresses`), else from the model's revisions and their hosts.
+ * The gateway's listeners and route configurations. Routes come from the KIngresses when a
+ * Kubernetes source supplies them (`ingresses`), else from the model's revisions and their hosts.
  */
-export function buildNodeResources(
-  snap: ClusterSnapshot,
-  load: LoadView,
-  gatewayNode: string | undefined,
-  opts: BuildOptions,
-  ingresses?: readonly IngressRoutes[],
-): NodeResources {
-  const clusters = snap.revisions.map((r) => buildCluster(r, opts));
-  const endpoints = snap.revisions.map((r) => buildLoadAssignment(snap, load, r, gatewayNode, opts));
+export function buildRouting(snap: ClusterSnapshot, opts: BuildOptions, ingresses?: readonly IngressRoutes[]): Routing {
   let externalHosts: JsonObject[];
   let internalHosts: JsonObject[];
   let apiHosts: string[];
@@ -376,5 +374,18 @@ export function buildNodeResources(
     { listener: gatewayListener(INTERNAL_LISTENER, opts.internalPort ?? 8081, 'internal', INTERNAL_ROUTES), inWildcard: true },
     ...apiHosts.map((h) => ({ listener: apiListener(h), inWildcard: false })),
   ];
-  return { clusters, endpoints, listeners, routes };
+  return { listeners, routes };
+}
+
+/** Everything one gateway node is served (the builder makes the same parts piecewise). */
+export function buildNodeResources(
+  snap: ClusterSnapshot,
+  load: LoadView,
+  gatewayNode: string | undefined,
+  opts: BuildOptions,
+  ingresses?: readonly IngressRoutes[],
+): NodeResources {
+  const clusters = snap.revisions.map((r) => buildCluster(r, opts));
+  const endpoints = snap.revisions.map((r) => buildLoadAssignment(snap, load, r, gatewayNode, opts));
+  return { clusters, endpoints, ...buildRouting(snap, opts, ingresses) };
 }

@@ -1,5 +1,6 @@
 // chikai's xDS server for the Kourier gateways: gRPC ADS (state of the world and delta)
-// plus the admin HTTP server, over one snapshot cache fed by the cluster model.
+// plus the admin HTTP server, over one snapshot store (xds/cache.ts) that the builder
+// (xds/builder.ts) fills from the cluster model and the measured load.
 //
 // A gateway's node is its Envoy node identity's `locality.sub_zone` (the Kubernetes node
 // name; deploy/envoy sets it from the downward API). A gateway without a sub_zone, or with
@@ -11,11 +12,13 @@ import type { LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import type { LocalityPreference } from '../cluster/cost.js';
 import { AdminServer } from './admin.js';
-import { SnapshotCache, type IngressSource, type InvalidResource } from './cache.js';
+import { SnapshotBuilder, type InvalidResource } from './builder.js';
+import { SnapshotCache, type IngressSource } from './cache.js';
 import { XdsMetrics } from './metrics.js';
 import { ENDPOINT_TYPE, TYPE_SHORT_NAME, envoyProtos } from './protos.js';
 import { DeltaStream, SotwStream, type AnyAdsStream, type ClientStatus } from './streams.js';
-import { adsServiceDefinition, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from './wire.js';
+import type { EncodedMessage } from './encoded-response.js';
+import { adsServiceDefinition, type DeltaDiscoveryRequest, type DiscoveryRequest } from './wire.js';
 
 export interface HostPort {
   readonly host: string;
@@ -31,7 +34,7 @@ export interface XdsServerOptions {
   readonly admin?: HostPort;
   /** Port of the node-local chikai proxy, where revisions with no ready pod are sent. */
   readonly proxyPort: number;
-  /** Rebuild period in ms (default 1000). */
+  /** Re-read period in ms for a load view that does not say what moved (default 1000). */
   readonly recomputeMs?: number;
   /** Locality weight change (points of 1..100) below which EDS is not re-pushed (default 5). */
   readonly weightChangeThreshold?: number;
@@ -51,13 +54,15 @@ export interface XdsServer {
   readonly address: HostPort;
   /** Bound admin address, when an admin server was asked for. */
   readonly adminAddress: HostPort | undefined;
+  /** The snapshot store: what each view is served. */
   readonly cache: SnapshotCache;
+  readonly builder: SnapshotBuilder;
   readonly metrics: XdsMetrics;
   /** Connected ADS clients and their per-type ACK/NACK state (what /clients shows). */
   clients(): ClientStatus[];
   /** Resources refused by their PGV rules (what /invalid_resources shows). */
   invalidResources(): InvalidResource[];
-  /** Rebuild every view now instead of at the next tick. */
+  /** Apply pending changes and re-read the load for every view now. */
   recompute(): void;
   close(): Promise<void>;
 }
@@ -65,9 +70,11 @@ export interface XdsServer {
 export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer> {
   const log = opts.log ?? ((line: string) => console.warn(line));
   envoyProtos();
-  const cache = new SnapshotCache({
+  const cache = new SnapshotCache();
+  const builder = new SnapshotBuilder({
     model: opts.model,
     load: opts.load,
+    store: cache,
     recomputeMs: opts.recomputeMs,
     weightChangeThreshold: opts.weightChangeThreshold,
     ingresses: opts.ingresses,
@@ -79,6 +86,14 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     },
   });
   const streams = new Set<AnyAdsStream>();
+  // Publishes go only to the streams of the view that changed.
+  const byView = new Map<string, Set<AnyAdsStream>>();
+  const leaveView = (s: AnyAdsStream, key: string | undefined) => {
+    if (key === undefined) return;
+    const set = byView.get(key);
+    set?.delete(s);
+    if (set?.size === 0) byView.delete(key);
+  };
   let streamSeq = 0;
   const metrics = new XdsMetrics({
     nackedClients() {
@@ -88,7 +103,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     },
     invalidResources() {
       const counts = new Map<string, number>(Object.values(TYPE_SHORT_NAME).map((t) => [t, 0]));
-      for (const r of cache.invalidResources()) counts.set(TYPE_SHORT_NAME[r.typeUrl], (counts.get(TYPE_SHORT_NAME[r.typeUrl]) ?? 0) + 1);
+      for (const r of builder.invalidResources()) counts.set(TYPE_SHORT_NAME[r.typeUrl], (counts.get(TYPE_SHORT_NAME[r.typeUrl]) ?? 0) + 1);
       return counts;
     },
     *localityWeights() {
@@ -101,28 +116,45 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       }
     },
   });
-  const ctx = { cache, metrics, log, nextStreamId: () => `s${++streamSeq}` };
+  const ctx = {
+    cache,
+    metrics,
+    log,
+    nextStreamId: () => `s${++streamSeq}`,
+    viewChanged(s: AnyAdsStream, from: string | undefined, to: string) {
+      leaveView(s, from);
+      let set = byView.get(to);
+      if (!set) byView.set(to, (set = new Set()));
+      set.add(s);
+    },
+  };
   cache.on('publish', (e) => {
     metrics.publishes.inc({ view: e.view.viewKey });
-    for (const s of streams) s.onPublish();
+    for (const s of byView.get(e.view.viewKey) ?? []) s.onPublish(e);
   });
-  cache.on('suppressed', (view) => metrics.suppressedWeightChanges.inc({ view }));
-  cache.on('invalid', (r) => log(`xds: ${r.error}${r.servingLastGood ? ' (still serving its last good version)' : ''}`));
-  cache.start();
+  // A node joined or left: gateways on it move between their own view and the neutral one.
+  cache.on('views', () => {
+    for (const s of streams) s.reviewView();
+  });
+  builder.on('suppressed', (view) => metrics.suppressedWeightChanges.inc({ view }));
+  builder.on('invalid', (r) => log(`xds: ${r.error}${r.servingLastGood ? ' (still serving its last good version)' : ''}`));
+  builder.on('inconsistent', (err) => log(`xds: ${err.message}`));
+  builder.start();
 
   const track = (s: AnyAdsStream) => {
     streams.add(s);
     metrics.connectedClients.inc({ protocol: s.protocol });
   };
   const untrack = (s: AnyAdsStream) => {
+    leaveView(s, s.currentView);
     if (streams.delete(s)) metrics.connectedClients.dec({ protocol: s.protocol });
   };
   const grpcServer = new Server();
   grpcServer.addService(adsServiceDefinition(), {
-    StreamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => {
+    StreamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, EncodedMessage>) => {
       track(new SotwStream(call, ctx, (s) => untrack(s as SotwStream)));
     },
-    DeltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => {
+    DeltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, EncodedMessage>) => {
       track(new DeltaStream(call, ctx, (s) => untrack(s as DeltaStream)));
     },
   });
@@ -132,19 +164,19 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       grpcServer.bindAsync(`${opts.listen.host}:${opts.listen.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
     });
   } catch (err) {
-    cache.stop();
+    builder.stop();
     throw new Error(`xDS server cannot listen on ${opts.listen.host}:${opts.listen.port}: ${(err as Error).message} (pick a free port or stop what holds it)`);
   }
   const clients = () => [...streams].map((s) => s.status());
   let admin: AdminServer | undefined;
   let adminAddress: HostPort | undefined;
   if (opts.admin) {
-    admin = new AdminServer({ cache, metrics, clients, nodeNames: () => opts.model.current.nodes.map((n) => n.name), notReady: opts.notReady });
+    admin = new AdminServer({ cache, metrics, clients, invalidResources: () => builder.invalidResources(), nodeNames: () => opts.model.current.nodes.map((n) => n.name), notReady: opts.notReady });
     try {
       const a = await admin.listen(opts.admin.host, opts.admin.port);
       adminAddress = { host: a.address, port: a.port };
     } catch (err) {
-      cache.stop();
+      builder.stop();
       grpcServer.forceShutdown();
       throw new Error(`xDS admin server cannot listen on ${opts.admin.host}:${opts.admin.port}: ${(err as Error).message} (pick a free port or stop what holds it)`);
     }
@@ -154,14 +186,15 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     address: { host: opts.listen.host, port },
     adminAddress,
     cache,
+    builder,
     metrics,
     clients,
-    invalidResources: () => cache.invalidResources(),
-    recompute: () => cache.recompute(),
+    invalidResources: () => builder.invalidResources(),
+    recompute: () => builder.recompute(),
     async close() {
       if (closed) return;
       closed = true;
-      cache.stop();
+      builder.stop();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           grpcServer.forceShutdown();

@@ -2,6 +2,7 @@
 // Shared by the server and by raw ADS clients (tests, tools).
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
+import { isEncodedMessage, type EncodedMessage } from './encoded-response.js';
 import { envoyProtos } from './protos.js';
 import type { EncodedAny } from './protojson.js';
 
@@ -64,10 +65,11 @@ export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryServic
 
 const DECODE: protobuf.IConversionOptions = { longs: String, enums: String, defaults: false, arrays: true, objects: true };
 
-function codec<T>(typeName: string): { serialize: (m: T) => Buffer; deserialize: (b: Buffer) => T } {
+/** Serializes plain messages; a message the server already encoded (shared resource bytes) passes through. */
+function codec<T extends object>(typeName: string): { serialize: (m: T | EncodedMessage) => Buffer; deserialize: (b: Buffer) => T } {
   const type = envoyProtos().type(typeName);
   return {
-    serialize: (m: T) => Buffer.from(type.encode(type.fromObject(m as Record<string, unknown>)).finish()),
+    serialize: (m: T | EncodedMessage) => (isEncodedMessage(m) ? m.encoded : Buffer.from(type.encode(type.fromObject(m as Record<string, unknown>)).finish())),
     deserialize: (b: Buffer) => type.toObject(type.decode(b), DECODE) as T,
   };
 }
