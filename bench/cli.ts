@@ -24,6 +24,8 @@ export interface BenchArgs {
   /** xds: gateway counts and revision counts to sweep. */
   readonly gateways?: number[];
   readonly revisions?: number[];
+  /** xds: which servers to measure (default chikai and go-control-plane). */
+  readonly servers?: ('chikai' | 'go-control-plane')[];
 }
 
 export class UsageError extends Error {}
@@ -31,9 +33,9 @@ export class UsageError extends Error {}
 export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds [--quick] [--out FILE] [--results-dir DIR]
   paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--policies knative,chikai,oracle,...]
   overhead: [--seconds N] [--targets direct,chikai,nginx,http-proxy]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
-  xds:      [--gateways 10,100,1000] [--revisions 10,100,1000]`;
+  xds:      [--gateways 10,100,1000] [--revisions 10,100,1000] [--servers chikai,go-control-plane]`;
 
-const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--targets', '--gateways', '--revisions'];
+const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--targets', '--gateways', '--revisions', '--servers'];
 
 function numbers(flag: string, v: string, min: number): number[] {
   const xs = v.split(',').map((s) => Number(s.trim()));
@@ -64,6 +66,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   const str = (k: string) => (typeof a[k] === 'string' ? (a[k] as string) : undefined);
   const seconds = str('seconds') === undefined ? undefined : numbers('--seconds', str('seconds')!, 1)[0];
   if (seconds !== undefined && !Number.isInteger(seconds)) throw new UsageError(`--seconds: expected a whole number of seconds, got ${seconds}`);
+  const servers = str('servers')?.split(',').map((s) => s.trim()).filter(Boolean);
+  const badServer = servers?.find((s) => s !== 'chikai' && s !== 'go-control-plane');
+  if (badServer !== undefined) throw new UsageError(`--servers: expected chikai and/or go-control-plane, got ${JSON.stringify(badServer)}`);
   return {
     scenario: scenario as Scenario,
     quick: a.quick === true,
@@ -76,5 +81,6 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     targets: str('targets')?.split(',').map((s) => s.trim()).filter(Boolean),
     gateways: str('gateways') === undefined ? undefined : numbers('--gateways', str('gateways')!, 1),
     revisions: str('revisions') === undefined ? undefined : numbers('--revisions', str('revisions')!, 1),
+    servers: servers as BenchArgs['servers'],
   };
 }

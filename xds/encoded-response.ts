@@ -42,7 +42,6 @@ function lengthDelimited(fieldId: number, bytes: Uint8Array): Uint8Array {
 
 const sotwChunks = new WeakMap<ResourceEntry, Uint8Array>();
 const deltaChunks = new WeakMap<ResourceEntry, Uint8Array>();
-const completeChunks = new WeakMap<TypeSnapshot, Buffer>();
 
 function sotwChunk(e: ResourceEntry): Uint8Array {
   let c = sotwChunks.get(e);
@@ -69,11 +68,12 @@ export function wildcardEntries(ts: TypeSnapshot): ResourceEntry[] {
   return [...ts.resources.values()].filter((e) => e.inWildcard);
 }
 
-function completeChunk(ts: TypeSnapshot): Buffer {
-  let c = completeChunks.get(ts);
-  if (!c) completeChunks.set(ts, (c = Buffer.concat(wildcardEntries(ts).map(sotwChunk))));
-  return c;
+/** The nonce every stream uses for its first response from a snapshot: with it, streams share the whole message. */
+export function sharedNonce(ts: TypeSnapshot): string {
+  return `n${ts.id}`;
 }
+
+const completeMessages = new WeakMap<TypeSnapshot, EncodedMessage>();
 
 export interface SotwHeader {
   readonly version_info: string;
@@ -84,13 +84,22 @@ export interface SotwHeader {
 
 /**
  * A DiscoveryResponse carrying `resources`, or, with `complete`, every wildcard resource of
- * that snapshot (shared bytes).
+ * that snapshot. The complete response with the snapshot's version and shared nonce is
+ * encoded once and handed to every stream that gets it.
  */
 export function encodeSotwResponse(header: SotwHeader, resources: readonly ResourceEntry[] | { readonly complete: TypeSnapshot }): EncodedMessage {
+  const ts = 'complete' in resources ? resources.complete : undefined;
+  const shareable = ts !== undefined && header.nonce === sharedNonce(ts) && header.version_info === ts.version;
+  if (shareable) {
+    const cached = completeMessages.get(ts);
+    if (cached) return cached;
+  }
   const t = messageTypes().sotw;
   const head = t.encode(t.fromObject({ ...header })).finish();
-  const body = 'complete' in resources ? [completeChunk(resources.complete)] : resources.map(sotwChunk);
-  return { encoded: Buffer.concat([head, ...body]) };
+  const body = (ts ? wildcardEntries(ts) : (resources as readonly ResourceEntry[])).map(sotwChunk);
+  const message = { encoded: Buffer.concat([head, ...body]) };
+  if (shareable) completeMessages.set(ts, message);
+  return message;
 }
 
 export interface DeltaHeader {
@@ -105,9 +114,4 @@ export function encodeDeltaResponse(header: DeltaHeader, resources: readonly Res
   const t = messageTypes().delta;
   const head = t.encode(t.fromObject({ ...header, removed_resources: [...header.removed_resources] })).finish();
   return { encoded: Buffer.concat([head, ...resources.map(deltaChunk)]) };
-}
-
-/** How many bytes a response will take on the wire (for write budgeting). */
-export function encodedSize(m: EncodedMessage): number {
-  return m.encoded.length;
 }

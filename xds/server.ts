@@ -18,7 +18,9 @@ import { XdsMetrics } from './metrics.js';
 import { ENDPOINT_TYPE, TYPE_SHORT_NAME, envoyProtos } from './protos.js';
 import { DeltaStream, SotwStream, type AnyAdsStream, type ClientStatus } from './streams.js';
 import type { EncodedMessage } from './encoded-response.js';
-import { adsServiceDefinition, type DeltaDiscoveryRequest, type DiscoveryRequest } from './wire.js';
+import { SubscriptionPool } from './subscriptions.js';
+import { WriteBudget } from './write-budget.js';
+import { adsServiceDefinition, type DeltaDiscoveryRequest, type IncomingDiscoveryRequest } from './wire.js';
 
 export interface HostPort {
   readonly host: string;
@@ -45,6 +47,8 @@ export interface XdsServerOptions {
   readonly notReady?: () => string | undefined;
   /** KIngresses to build routes from (Kubernetes); absent: routes from the model's hosts. */
   readonly ingresses?: IngressSource;
+  /** Response bytes that may wait in gRPC's send buffers at once, over all streams (default 64 MiB). */
+  readonly writeBudgetBytes?: number;
   /** Where NACKs, refused resources and stream errors are reported (default: console.warn). */
   readonly log?: (line: string) => void;
 }
@@ -120,6 +124,8 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     cache,
     metrics,
     log,
+    writes: new WriteBudget(opts.writeBudgetBytes ?? 64 << 20),
+    subscriptions: new SubscriptionPool(),
     nextStreamId: () => `s${++streamSeq}`,
     viewChanged(s: AnyAdsStream, from: string | undefined, to: string) {
       leaveView(s, from);
@@ -151,7 +157,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
   };
   const grpcServer = new Server();
   grpcServer.addService(adsServiceDefinition(), {
-    StreamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, EncodedMessage>) => {
+    StreamAggregatedResources: (call: ServerDuplexStream<IncomingDiscoveryRequest, EncodedMessage>) => {
       track(new SotwStream(call, ctx, (s) => untrack(s as SotwStream)));
     },
     DeltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, EncodedMessage>) => {

@@ -22,10 +22,12 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { PublishEvent, ResourceEntry, SnapshotCache, TypeSnapshot } from './cache.js';
 import { contentHash } from './cache.js';
-import { encodeDeltaResponse, encodeSotwResponse, wildcardEntries, type EncodedMessage } from './encoded-response.js';
+import { encodeDeltaResponse, encodeSotwResponse, sharedNonce, wildcardEntries, type EncodedMessage } from './encoded-response.js';
 import type { XdsMetrics } from './metrics.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, TYPE_SHORT_NAME, isResourceTypeUrl, type ResourceTypeUrl } from './protos.js';
-import type { DeltaDiscoveryRequest, DiscoveryRequest, ErrorDetail, NodeIdentity } from './wire.js';
+import type { SubscriptionPool } from './subscriptions.js';
+import type { DeltaDiscoveryRequest, ErrorDetail, IncomingDiscoveryRequest, NodeIdentity } from './wire.js';
+import type { WriteBudget } from './write-budget.js';
 
 export interface NackRecord {
   readonly nonce: string;
@@ -73,6 +75,10 @@ export interface StreamContext {
   readonly cache: SnapshotCache;
   readonly metrics: XdsMetrics;
   readonly log: (line: string) => void;
+  /** Bounds the response bytes waiting to be sent over all streams. */
+  readonly writes: WriteBudget;
+  /** SotW subscriptions shared between streams that name the same resources. */
+  readonly subscriptions: SubscriptionPool;
   nextStreamId(): string;
   /** The stream now belongs to `to` (from `from`, undefined when it just identified itself). */
   viewChanged(stream: AnyAdsStream, from: string | undefined, to: string): void;
@@ -85,7 +91,9 @@ function wildcardCapable(type: string): boolean {
 
 interface TypeState {
   requested: boolean;
-  subscribed: Set<string>;
+  subscribed: ReadonlySet<string>;
+  /** SotW: digest of the names the subscription was made from (held in the subscription pool). */
+  namesDigest?: string;
   wildcard: boolean;
   /** SotW: wildcard because the first request named nothing; ends when names are given. */
   legacyWildcard: boolean;
@@ -117,17 +125,19 @@ interface TypeState {
   sentVersions: Map<string, string>;
   /** Delta: subscribed names already reported as absent. */
   toldMissing: Set<string>;
+  /** SotW: the newest snapshot whose shared nonce this stream used (a nonce never repeats on a stream). */
+  sharedNonceTs: number;
 }
 
 function newTypeState(): TypeState {
   return {
     requested: false, subscribed: new Set(), wildcard: false, legacyWildcard: false, awaiting: false,
     responses: 0, stale: 0, subscriptionSeq: 0, sentSubscriptionSeq: -1, pending: new Set(), rescan: true,
-    force: new Set(), sentVersions: new Map(), toldMissing: new Set(),
+    force: new Set(), sentVersions: new Map(), toldMissing: new Set(), sharedNonceTs: 0,
   };
 }
 
-type AnyRequest = DiscoveryRequest | DeltaDiscoveryRequest;
+type AnyRequest = IncomingDiscoveryRequest | DeltaDiscoveryRequest;
 
 /** What both stream kinds share: identity, per-type state, view tracking, ACK/NACK bookkeeping. */
 abstract class AdsStream<Req extends AnyRequest> {
@@ -183,6 +193,8 @@ abstract class AdsStream<Req extends AnyRequest> {
         // already closed
       }
     }
+    this.ctx.writes.forget(this);
+    for (const st of this.types.values()) this.ctx.subscriptions.release(st.namesDigest);
     this.onClose(this);
   }
 
@@ -245,7 +257,10 @@ abstract class AdsStream<Req extends AnyRequest> {
     st.sentAtIso = new Date().toISOString();
     st.responses += 1;
     this.ctx.metrics.responses.inc({ type: TYPE_SHORT_NAME[type], protocol: this.protocol });
-    this.call.write(res);
+    this.ctx.writes.submit(this, res.encoded.length, (done) => {
+      if (this.closed) return done();
+      this.call.write(res, done);
+    });
   }
 
   /** Its view published: note the names that changed, then send what the client lacks, in push order. */
@@ -359,10 +374,10 @@ function sameNames(set: ReadonlySet<string>, names: readonly string[]): boolean 
 }
 
 /** State of the world ADS. */
-export class SotwStream extends AdsStream<DiscoveryRequest> {
+export class SotwStream extends AdsStream<IncomingDiscoveryRequest> {
   readonly protocol = 'sotw' as const;
 
-  protected handle(req: DiscoveryRequest): void {
+  protected handle(req: IncomingDiscoveryRequest): void {
     this.identify(req.node);
     const type = this.checkType(req.type_url);
     if (!type) return;
@@ -374,15 +389,21 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
       // (from an earlier stream), so identical content need not be sent again.
       st.clientVersion = req.version_info || undefined;
     }
-    const names = req.resource_names ?? [];
-    if (!st.requested) st.legacyWildcard = names.length === 0 && wildcardCapable(type);
-    if (names.length > 0 && !names.includes('*')) st.legacyWildcard = false;
-    const wildcard = names.includes('*') || (st.legacyWildcard && names.length === 0);
-    // An ACK repeats the subscription; only a different one counts as a change.
-    if (!st.requested || wildcard !== st.wildcard || !sameNames(st.subscribed, names)) {
+    const count = req.namesCount;
+    if (!st.requested) st.legacyWildcard = count === 0 && wildcardCapable(type);
+    if (count > 0 && !req.namesHasWildcard) st.legacyWildcard = false;
+    const wildcard = req.namesHasWildcard || (st.legacyWildcard && count === 0);
+    // An ACK repeats the subscription: the names are decoded and compared only when they
+    // were sent differently, and a different order of the same names is no change.
+    if (!st.requested || wildcard !== st.wildcard || req.namesDigest !== st.namesDigest) {
+      const names = req.resourceNames();
+      const changed = !st.requested || wildcard !== st.wildcard || !sameNames(st.subscribed, names);
+      const next = this.ctx.subscriptions.acquire(req.namesDigest, names);
+      this.ctx.subscriptions.release(st.namesDigest);
+      st.namesDigest = req.namesDigest;
+      st.subscribed = next;
       st.wildcard = wildcard;
-      st.subscribed = new Set(names.filter((n) => n !== '*'));
-      st.subscriptionSeq += 1;
+      if (changed) st.subscriptionSeq += 1;
     }
     st.requested = true;
     this.respond(type);
@@ -452,7 +473,14 @@ export class SotwStream extends AdsStream<DiscoveryRequest> {
     st.sentSubscriptionSeq = st.subscriptionSeq;
     st.force.clear();
     if (send === undefined || (send.length === 0 && !whole)) return;
-    const nonce = this.nextNonce();
+    // The first response from a snapshot uses its shared nonce, so equal responses are one message.
+    let nonce: string;
+    if (ts.id > st.sharedNonceTs) {
+      nonce = sharedNonce(ts);
+      st.sharedNonceTs = ts.id;
+    } else {
+      nonce = this.nextNonce();
+    }
     const header = { version_info: version, type_url: type, nonce, control_plane: { identifier: 'chikai' } };
     this.write(type, st, encodeSotwResponse(header, complete ? { complete: ts } : send), nonce, version);
     if (type === CLUSTER_TYPE && previous) {
@@ -481,26 +509,30 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
       st.rescan = true;
     }
     if (req.response_nonce) this.acknowledge(type, st, req.response_nonce, undefined, req.error_detail);
+    const unsubscribe = req.resource_names_unsubscribe ?? [];
+    // Delta subscriptions are the stream's own (never pooled); a request that changes one gets a new set.
+    const subscribed = subscribe.length > 0 || unsubscribe.length > 0 ? new Set(st.subscribed) : undefined;
     for (const name of subscribe) {
       if (name === '*') {
         if (!st.wildcard) st.rescan = true;
         st.wildcard = true;
       } else {
-        st.subscribed.add(name);
+        subscribed!.add(name);
         st.pending.add(name);
       }
     }
-    for (const name of req.resource_names_unsubscribe ?? []) {
+    for (const name of unsubscribe) {
       if (name === '*') {
         if (st.wildcard) st.rescan = true;
         st.wildcard = false;
         continue;
       }
-      st.subscribed.delete(name);
+      subscribed!.delete(name);
       st.sentVersions.delete(name);
       st.toldMissing.delete(name);
       st.force.delete(name);
     }
+    if (subscribed) st.subscribed = subscribed;
     this.respond(type);
   }
 
