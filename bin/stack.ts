@@ -8,8 +8,9 @@ import type { Exposure } from '../cluster/emulated/network.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
 import { parseQueueSettings } from '../proxy/queueing.js';
+import { LoadReporter } from '../proxy/load-reporter.js';
 import type { HostPort, XdsServer } from '../xds/server.js';
-import { startXdsServerWithLoadReports } from '../xds/load-poller.js';
+import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
 
 export interface StackOptions {
   /** The cluster file (default: the embedded demo cluster). */
@@ -34,7 +35,7 @@ export interface EmulatedStack {
   readonly model: ClusterModel;
   readonly cluster: EmulatedCluster;
   readonly proxies: ReadonlyMap<string, NodeProxy>;
-  /** The xDS server, when asked for; it weighs localities with the proxies' load reports. */
+  /** The xDS server, when asked for; it weighs localities with the proxies' load reports (LRS). */
   readonly xds: XdsServer | undefined;
   /** Port every node's proxy is reachable on, at the node's address. */
   readonly proxyPort: number;
@@ -105,21 +106,20 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     throw err;
   }
   let xds: XdsServer | undefined;
+  const reporters: LoadReporter[] = [];
   if (opts.xds) {
     try {
-      // The xDS server reads the proxies' measurements over HTTP, as it does in Kubernetes.
-      xds = await startXdsServerWithLoadReports({
-        model,
-        listen: opts.xds.listen,
-        admin: opts.xds.admin,
-        proxyPort,
-        log: opts.xds.log,
-        adminUrl: (node) => {
-          const a = proxies.get(node)?.adminAddress;
-          return a ? `http://${a.address}:${a.port}` : undefined;
-        },
-      });
+      xds = await startXdsServerWithLoadReports({ model, listen: opts.xds.listen, admin: opts.xds.admin, proxyPort, log: opts.xds.log });
+      // Every proxy reports its measurements to the xDS server over LRS, as it does in Kubernetes.
+      const server = { host: opts.xds.listen.host === '0.0.0.0' ? '127.0.0.1' : opts.xds.listen.host, port: xds.address.port };
+      for (const [node, proxy] of proxies) {
+        const r = new LoadReporter({ node, model, load: proxy.load, servers: [server], log: opts.xds.log });
+        reporters.push(r);
+        await r.start();
+      }
     } catch (err) {
+      for (const r of reporters) r.close();
+      await xds?.close();
       await Promise.all([...proxies.values()].map((p) => p.close()));
       await cluster.close();
       throw err;
@@ -143,6 +143,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       return `http://${a.address}:${a.port}`;
     },
     async close(): Promise<void> {
+      for (const r of reporters) r.close();
       await xds?.close();
       await Promise.all([...proxies.values()].map((p) => p.close()));
       await cluster.close();

@@ -11,7 +11,10 @@
 //
 // A rebuilt resource replaces the served one only when it really differs: an EDS assignment
 // whose only change is locality weights moving by no more than `weightChangeThreshold`
-// keeps the served version, so a quiet cluster causes no pushes. New content is checked
+// keeps the served version, so a quiet cluster causes no pushes. Such a held-back change is
+// pushed after all once the computed weights have stayed the same for `settleMs`: load that
+// keeps moving a little causes no churn, and replicas that saw the same reports in other
+// batches (and so held back different versions) end up serving the same weights. New content is checked
 // against the PGV rules (once per distinct content, xds/encoder.ts); a resource that fails
 // is not served (its last good version stays) and the failure is kept for the admin
 // server. A cluster whose assignment has no valid version, or a listener whose route
@@ -54,6 +57,10 @@ export interface SnapshotBuilderOptions {
   readonly recomputeMs?: number;
   /** Largest change of any locality weight (points, weights are 1..100) that is not pushed (default 5). */
   readonly weightChangeThreshold?: number;
+  /** How long held-back weights must stay unchanged before they are pushed anyway (default 5000 ms). */
+  readonly settleMs?: number;
+  /** Milliseconds clock (tests). */
+  readonly now?: () => number;
   /** Where routes come from in Kubernetes: the KIngresses (absent: the model's hosts). */
   readonly ingresses?: IngressSource;
 }
@@ -125,14 +132,22 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
   private scheduled: NodeJS.Immediate | undefined;
   private unsubscribe: (() => void)[] = [];
   private podIndex: { version: number; revisionOf: Map<string, string> } | undefined;
+  /** Held-back assignments by `view|cluster`: the weights computed last and since when they are unchanged. */
+  private readonly held = new Map<string, { text: string; since: number }>();
+  private settleTimer: NodeJS.Timeout | undefined;
+  private readonly now: () => number;
   readonly recomputeMs: number;
   readonly weightChangeThreshold: number;
+  readonly settleMs: number;
 
   constructor(private readonly opts: SnapshotBuilderOptions) {
     super();
     this.setMaxListeners(0);
     this.recomputeMs = opts.recomputeMs ?? 1000;
     this.weightChangeThreshold = opts.weightChangeThreshold ?? 5;
+    this.settleMs = opts.settleMs ?? 5000;
+    this.now = opts.now ?? (() => performance.now());
+    if (!(this.settleMs > 0)) throw new Error(`settleMs must be a positive number of milliseconds, got ${opts.settleMs}`);
     if (!(this.recomputeMs > 0)) throw new Error(`recomputeMs must be a positive number of milliseconds, got ${opts.recomputeMs}`);
     if (!(this.weightChangeThreshold >= 0)) throw new Error(`weightChangeThreshold must be ≥ 0 weight points, got ${opts.weightChangeThreshold}`);
   }
@@ -156,13 +171,22 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
       this.timer = setInterval(() => this.recompute(), this.recomputeMs);
       this.timer.unref();
     }
+    // Held-back weights are looked at again, so they go out once they have settled.
+    this.settleTimer = setInterval(() => {
+      if (this.held.size === 0) return;
+      for (const key of this.held.keys()) this.dirty.revisions.add(key.slice(key.indexOf('|') + 1));
+      this.schedule();
+    }, this.settleMs / 2);
+    this.settleTimer.unref();
   }
 
   stop(): void {
     for (const off of this.unsubscribe.splice(0)) off();
     if (this.timer) clearInterval(this.timer);
+    if (this.settleTimer) clearInterval(this.settleTimer);
     if (this.scheduled) clearImmediate(this.scheduled);
     this.timer = undefined;
+    this.settleTimer = undefined;
     this.scheduled = undefined;
   }
 
@@ -319,12 +343,14 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
       this.opts.store.remove(key);
       for (const ts of gone?.types.values() ?? []) for (const e of ts.resources.values()) this.encoder.release(e);
       for (const [k, r] of this.invalid) if (r.viewKey === key) this.invalid.delete(k);
+      for (const k of this.held.keys()) if (k.startsWith(`${key}|`)) this.held.delete(k);
     }
   }
 
   /** A resource left the model: not served any more, and no longer reported invalid. */
   private forget(plan: Map<ResourceTypeUrl, { put: ResourceEntry[]; remove: string[] }>, type: ResourceTypeUrl, name: string, viewKey: string, previous: ViewSnapshot | undefined): void {
     this.invalid.delete(`${viewKey}|${type}|${name}`);
+    if (type === ENDPOINT_TYPE) this.held.delete(`${viewKey}|${name}`);
     this.forgetServed(plan, type, name, previous);
   }
 
@@ -335,15 +361,23 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
   /** The entry to serve for a rebuilt resource: the served one, a shared one, a new one, or none. */
   private entryFor(viewKey: string, type: ResourceTypeUrl, b: Built, prev: ResourceEntry | undefined): ResourceEntry | undefined {
     const invalidKey = `${viewKey}|${type}|${b.name}`;
+    const heldKey = `${viewKey}|${b.name}`;
     if (prev && prev.text === b.text && prev.inWildcard === b.inWildcard) {
       this.invalid.delete(invalidKey);
+      if (type === ENDPOINT_TYPE) this.held.delete(heldKey);
       return prev;
     }
     const known = this.invalid.get(invalidKey);
     if (type === ENDPOINT_TYPE && prev && !known && onlySmallWeightChange(prev.json, b.json, this.weightChangeThreshold)) {
-      this.emit('suppressed', viewKey, b.name);
-      return prev;
+      const h = this.held.get(heldKey);
+      const now = this.now();
+      if (!h || h.text !== b.text) this.held.set(heldKey, { text: b.text, since: now });
+      if (!h || h.text !== b.text || now - h.since < this.settleMs) {
+        this.emit('suppressed', viewKey, b.name);
+        return prev;
+      }
     }
+    if (type === ENDPOINT_TYPE) this.held.delete(heldKey);
     // Refused before with this very content: not checked again.
     if (known && known.text === b.text) return prev;
     const r = this.encoder.encode(type, b.name, b.json, b.text, b.inWildcard);

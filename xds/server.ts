@@ -7,7 +7,7 @@
 // one the model does not know, gets the neutral view: weights as if every node were 0 ms
 // away (load alone decides), and for revisions without ready pods every node's proxy at
 // priority 0.
-import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import type { LocalityPreference } from '../cluster/cost.js';
@@ -40,6 +40,8 @@ export interface XdsServerOptions {
   readonly recomputeMs?: number;
   /** Locality weight change (points of 1..100) below which EDS is not re-pushed (default 5). */
   readonly weightChangeThreshold?: number;
+  /** How long held-back weights must stay unchanged before they are pushed anyway (default 5000 ms). */
+  readonly settleMs?: number;
   /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal). */
   readonly gatewayPorts?: { readonly external: number; readonly internal: number };
   readonly preference?: LocalityPreference;
@@ -47,6 +49,8 @@ export interface XdsServerOptions {
   readonly notReady?: () => string | undefined;
   /** KIngresses to build routes from (Kubernetes); absent: routes from the model's hosts. */
   readonly ingresses?: IngressSource;
+  /** More gRPC services on the ADS port (the load reports, xds/load-reports.ts). */
+  readonly services?: readonly { readonly definition: ServiceDefinition; readonly implementation: object }[];
   /** Response bytes that may wait in gRPC's send buffers at once, over all streams (default 64 MiB). */
   readonly writeBudgetBytes?: number;
   /** Where NACKs, refused resources and stream errors are reported (default: console.warn). */
@@ -81,6 +85,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     store: cache,
     recomputeMs: opts.recomputeMs,
     weightChangeThreshold: opts.weightChangeThreshold,
+    settleMs: opts.settleMs,
     ingresses: opts.ingresses,
     build: {
       proxyPort: opts.proxyPort,
@@ -164,6 +169,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       track(new DeltaStream(call, ctx, (s) => untrack(s as DeltaStream)));
     },
   });
+  for (const svc of opts.services ?? []) grpcServer.addService(svc.definition, svc.implementation as UntypedServiceImplementation);
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {

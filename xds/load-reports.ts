@@ -1,0 +1,168 @@
+// The xDS server's side of the load reports: an LRS service (xds/lrs.ts) on the ADS port.
+// Every node proxy keeps one StreamLoadStats stream open to every xDS replica and sends what
+// changed each interval (proxy/load-reporter.ts); the service folds the reports into a
+// ReportedLoad, the LoadView the builder weighs localities with. A reporter's values hold
+// while its stream lives: a stream that ends, or sends nothing for four intervals (a live
+// reporter sends every interval, empty or not), takes its values with it and ends, so the
+// proxy reconnects and sends its whole state again.
+import { EventEmitter } from 'node:events';
+import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { ReportedLoad, type LoadDelta } from '../cluster/load-report.js';
+import { configuredLoadView, type LoadView } from '../cluster/load.js';
+import type { ClusterModel, ClusterSnapshot } from '../cluster/model.js';
+import { duration, lrsServiceDefinition, readClusterStats, type LoadStatsRequest, type LoadStatsResponse } from './lrs.js';
+import { startXdsServer, type XdsServer, type XdsServerOptions } from './server.js';
+
+export interface LoadReportServiceOptions {
+  readonly model: ClusterModel;
+  /** Used for whatever no proxy reports (default: the configured latencies, idle pods). */
+  readonly fallback?: LoadView;
+  /** How often proxies report, asked for in every LoadStatsResponse (default 500 ms). */
+  readonly intervalMs?: number;
+  readonly log?: (line: string) => void;
+  /** Milliseconds clock for the quiet-stream check (tests). */
+  readonly now?: () => number;
+}
+
+export interface LoadReportServiceEvents {
+  /** A report arrived and was applied (`delta` holds what it changed). */
+  report: [reporter: string, delta: LoadDelta];
+}
+
+interface ReportStream {
+  readonly reporter: string;
+  readonly call: ServerDuplexStream<LoadStatsRequest, LoadStatsResponse>;
+  lastReportAt: number;
+  problemsLogged: boolean;
+}
+
+export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
+  readonly load: ReportedLoad;
+  readonly intervalMs: number;
+  private readonly streams = new Map<string, ReportStream>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly now: () => number;
+  private readonly onModel = (snap: ClusterSnapshot) => this.load.prune((pod) => this.podIndex(snap).has(pod));
+  private index: { snap: ClusterSnapshot; pods: Set<string> } | undefined;
+
+  constructor(private readonly opts: LoadReportServiceOptions) {
+    super();
+    this.intervalMs = opts.intervalMs ?? 500;
+    if (!(this.intervalMs > 0)) throw new Error(`the load reporting interval must be a positive number of milliseconds, got ${opts.intervalMs}`);
+    this.now = opts.now ?? Date.now;
+    this.load = new ReportedLoad(opts.fallback ?? configuredLoadView(() => opts.model.current));
+  }
+
+  /** The gRPC service to add to a server: `[definition, implementation]`. */
+  service(): { definition: ReturnType<typeof lrsServiceDefinition>; implementation: { StreamLoadStats: (call: ServerDuplexStream<LoadStatsRequest, LoadStatsResponse>) => void } } {
+    return { definition: lrsServiceDefinition(), implementation: { StreamLoadStats: (call) => this.accept(call) } };
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.opts.model.on('change', this.onModel);
+    this.timer = setInterval(() => this.endQuietStreams(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  close(): void {
+    this.opts.model.off('change', this.onModel);
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const s of [...this.streams.values()]) this.drop(s, undefined);
+  }
+
+  /** Nodes whose proxy reports now. */
+  reporters(): string[] {
+    return [...this.streams.keys()].sort();
+  }
+
+  private podIndex(snap: ClusterSnapshot): Set<string> {
+    if (this.index?.snap !== snap) this.index = { snap, pods: new Set(snap.state.endpoints.map((e) => e.pod)) };
+    return this.index.pods;
+  }
+
+  private accept(call: ServerDuplexStream<LoadStatsRequest, LoadStatsResponse>): void {
+    let stream: ReportStream | undefined;
+    call.on('data', (req: LoadStatsRequest) => {
+      if (!stream) {
+        const node = req.node?.locality?.sub_zone ?? '';
+        if (!this.opts.model.current.node(node)) {
+          call.emit('error', { code: status.INVALID_ARGUMENT, details: `load reports: node.locality.sub_zone must name a node of the cluster (the reporting proxy's node), got ${JSON.stringify(node.slice(0, 100))}` });
+          return;
+        }
+        const before = this.streams.get(node);
+        // A proxy that reconnects starts over: what it said on the old stream is replaced.
+        if (before) this.drop(before, 'replaced by a newer stream from the same proxy');
+        stream = { reporter: node, call, lastReportAt: this.now(), problemsLogged: false };
+        this.streams.set(node, stream);
+        call.write({ send_all_clusters: true, report_endpoint_granularity: true, load_reporting_interval: duration(this.intervalMs) });
+      }
+      if (this.streams.get(stream.reporter) !== stream) return;
+      stream.lastReportAt = this.now();
+      const { delta, problems } = readClusterStats(req.cluster_stats ?? [], this.opts.model.current);
+      if (problems.length > 0 && !stream.problemsLogged) {
+        stream.problemsLogged = true;
+        this.opts.log?.(`xds: load report from ${stream.reporter}'s proxy: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? ` (and ${problems.length - 3} more)` : ''}; skipped (further problems on this stream are not logged)`);
+      }
+      if (delta.peers.size > 0 || delta.pods.size > 0) this.load.apply(stream.reporter, delta);
+      this.emit('report', stream.reporter, delta);
+    });
+    const gone = () => {
+      if (stream && this.streams.get(stream.reporter) === stream) this.drop(stream, undefined);
+    };
+    call.on('end', gone);
+    call.on('error', gone);
+    call.on('close', gone);
+  }
+
+  private drop(s: ReportStream, why: string | undefined): void {
+    if (this.streams.get(s.reporter) === s) {
+      this.streams.delete(s.reporter);
+      this.load.forget(s.reporter);
+    }
+    try {
+      if (why) s.call.emit('error', { code: status.UNAVAILABLE, details: `load reports: ${why}` });
+      else s.call.end();
+    } catch {
+      // already closed
+    }
+  }
+
+  private endQuietStreams(): void {
+    const limit = this.intervalMs * 4;
+    for (const s of [...this.streams.values()]) {
+      const quiet = this.now() - s.lastReportAt;
+      if (quiet <= limit) continue;
+      this.opts.log?.(`xds: no load report from ${s.reporter}'s proxy for ${quiet} ms (it reports every ${this.intervalMs} ms); its load no longer counts until it reconnects`);
+      this.drop(s, `no report for ${quiet} ms`);
+    }
+  }
+}
+
+/**
+ * The xDS server weighing localities with what the node proxies report over LRS on the same
+ * port: the report service starts with it, and closing the server stops it too.
+ */
+export async function startXdsServerWithLoadReports(
+  opts: Omit<XdsServerOptions, 'load'> & { readonly loadReportIntervalMs?: number },
+): Promise<XdsServer & { readonly loadReports: LoadReportService }> {
+  const reports = new LoadReportService({ model: opts.model, intervalMs: opts.loadReportIntervalMs, log: opts.log });
+  reports.start();
+  let server: XdsServer;
+  try {
+    server = await startXdsServer({ ...opts, load: reports.load, services: [...(opts.services ?? []), reports.service()] });
+  } catch (err) {
+    reports.close();
+    throw err;
+  }
+  // The server is a plain object whose methods close over its state: spreading keeps them.
+  return {
+    ...server,
+    loadReports: reports,
+    async close() {
+      reports.close();
+      await server.close();
+    },
+  };
+}
