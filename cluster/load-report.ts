@@ -29,24 +29,25 @@ export interface LoadReport {
   readonly pods: Readonly<Record<string, PodReport>>;
 }
 
+/** What `from`'s proxy knows of its link to `to`. */
+export function readPeer(view: LoadView, from: string, to: string): PeerReport {
+  const rttMs = view.rttMs(from, to);
+  return { ...(rttMs === undefined ? {} : { rttMs }), reachable: view.reachable(from, to) };
+}
+
+/** What a proxy knows of one pod's load. */
+export function readPod(view: LoadView, pod: string): PodReport {
+  const serviceTimeMs = view.serviceTimeMs(pod);
+  const capacity = view.capacity(pod);
+  return { inFlight: view.inFlight(pod), ...(serviceTimeMs === undefined ? {} : { serviceTimeMs }), ...(capacity === undefined ? {} : { capacity }) };
+}
+
 /** The report a node's proxy serves: its view of every other node and of every pod it knows. */
 export function loadReportOf(node: string, view: LoadView, snap: ClusterSnapshot, now = Date.now()): LoadReport {
   const peers: Record<string, PeerReport> = {};
-  for (const n of snap.nodes) {
-    if (n.name === node) continue;
-    const rttMs = view.rttMs(node, n.name);
-    peers[n.name] = { ...(rttMs === undefined ? {} : { rttMs }), reachable: view.reachable(node, n.name) };
-  }
+  for (const n of snap.nodes) if (n.name !== node) peers[n.name] = readPeer(view, node, n.name);
   const pods: Record<string, PodReport> = {};
-  for (const e of snap.state.endpoints) {
-    const serviceTimeMs = view.serviceTimeMs(e.pod);
-    const capacity = view.capacity(e.pod);
-    pods[e.pod] = {
-      inFlight: view.inFlight(e.pod),
-      ...(serviceTimeMs === undefined ? {} : { serviceTimeMs }),
-      ...(capacity === undefined ? {} : { capacity }),
-    };
-  }
+  for (const e of snap.state.endpoints) pods[e.pod] = readPod(view, e.pod);
   return { node, at: now, peers, pods };
 }
 

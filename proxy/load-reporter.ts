@@ -1,6 +1,6 @@
 // A node proxy's load reports to the xDS servers (Envoy's Load Reporting Service, xds/lrs.ts):
 // one StreamLoadStats stream to every xDS replica, and every interval what changed in the
-// proxy's LoadView (its measured RTTs and per-pod load, read through `loadReportOf`).
+// proxy's LoadView (its measured RTTs and per-pod load, read as `loadReportOf` reads them).
 //
 // Every replica must see the same load, or they serve different weights. So the reporter
 // keeps one baseline — the values it has reported — and sends the same change to every
@@ -9,7 +9,7 @@
 // deadband of the baseline are not reported (cluster/load-report.ts, samePeer/samePod).
 import { lookup } from 'node:dns/promises';
 import { credentials, makeGenericClientConstructor, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
-import { isIdlePod, loadReportOf, samePeer, samePod, type LoadDelta, type PeerReport, type PodReport } from '../cluster/load-report.js';
+import { isIdlePod, readPeer, readPod, samePeer, samePod, type LoadDelta, type PeerReport, type PodReport } from '../cluster/load-report.js';
 import type { LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import { clusterStatsOf, durationMs, lrsServiceDefinition, reporterIdentity, type LoadStatsRequest, type LoadStatsResponse } from '../xds/lrs.js';
@@ -114,6 +114,7 @@ export class LoadReporter {
   private timer: NodeJS.Timeout | undefined;
   private resolver: NodeJS.Timeout | undefined;
   private closed = false;
+  private modelVersion = -1;
   intervalMs: number;
   /** Report messages written, over every stream. */
   reports = 0;
@@ -197,23 +198,32 @@ export class LoadReporter {
     for (const s of this.streams.values()) s.send(change, () => this.baseline());
   }
 
+  /** What moved past the deadband since the baseline (which moves along), read as `loadReportOf` reads. */
   private advance(): LoadDelta {
-    const report = loadReportOf(this.node, this.opts.load, this.model.current);
+    const snap = this.model.current;
+    const view = this.opts.load;
+    if (snap.version !== this.modelVersion) {
+      // Nodes and pods that left the model leave the baseline too (a full sync no longer names them).
+      this.modelVersion = snap.version;
+      for (const peer of [...this.peers.keys()]) if (!snap.node(peer)) this.peers.delete(peer);
+      const pods = new Set(snap.state.endpoints.map((e) => e.pod));
+      for (const pod of [...this.pods.keys()]) if (!pods.has(pod)) this.pods.delete(pod);
+    }
     const peers = new Map<string, PeerReport>();
     const pods = new Map<string, PodReport>();
-    // Nodes and pods that left the model leave the baseline too (a full sync no longer names them).
-    for (const peer of [...this.peers.keys()]) if (!(peer in report.peers)) this.peers.delete(peer);
-    for (const pod of [...this.pods.keys()]) if (!(pod in report.pods)) this.pods.delete(pod);
-    for (const [peer, now] of Object.entries(report.peers)) {
-      if (samePeer(this.peers.get(peer), now)) continue;
-      peers.set(peer, now);
-      this.peers.set(peer, now);
+    for (const n of snap.nodes) {
+      if (n.name === this.node) continue;
+      const now = readPeer(view, this.node, n.name);
+      if (samePeer(this.peers.get(n.name), now)) continue;
+      peers.set(n.name, now);
+      this.peers.set(n.name, now);
     }
-    for (const [pod, now] of Object.entries(report.pods)) {
-      if (samePod(this.pods.get(pod), now)) continue;
-      pods.set(pod, now);
-      if (isIdlePod(now)) this.pods.delete(pod);
-      else this.pods.set(pod, now);
+    for (const e of snap.state.endpoints) {
+      const now = readPod(view, e.pod);
+      if (samePod(this.pods.get(e.pod), now)) continue;
+      pods.set(e.pod, now);
+      if (isIdlePod(now)) this.pods.delete(e.pod);
+      else this.pods.set(e.pod, now);
     }
     return { peers, pods };
   }

@@ -44,6 +44,9 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
   private readonly now: () => number;
   private readonly onModel = (snap: ClusterSnapshot) => this.load.prune((pod) => this.podIndex(snap).has(pod));
   private index: { snap: ClusterSnapshot; pods: Set<string> } | undefined;
+  /** Report messages received and their bytes (protobuf, as on the wire). */
+  reportsReceived = 0;
+  bytesReceived = 0;
 
   constructor(private readonly opts: LoadReportServiceOptions) {
     super();
@@ -55,7 +58,17 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
 
   /** The gRPC service to add to a server: `[definition, implementation]`. */
   service(): { definition: ReturnType<typeof lrsServiceDefinition>; implementation: { StreamLoadStats: (call: ServerDuplexStream<LoadStatsRequest, LoadStatsResponse>) => void } } {
-    return { definition: lrsServiceDefinition(), implementation: { StreamLoadStats: (call) => this.accept(call) } };
+    const definition = lrsServiceDefinition();
+    const method = definition.StreamLoadStats!;
+    const counted = {
+      ...method,
+      requestDeserialize: (b: Buffer) => {
+        this.reportsReceived += 1;
+        this.bytesReceived += b.length;
+        return method.requestDeserialize(b);
+      },
+    };
+    return { definition: { StreamLoadStats: counted }, implementation: { StreamLoadStats: (call) => this.accept(call) } };
   }
 
   start(): void {

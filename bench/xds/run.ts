@@ -14,6 +14,7 @@ import { SimulatedGateway } from './gateway.js';
 import { gatewayNode, benchModel } from './model.js';
 import { writePeerResources } from './peer-resources.js';
 import { procStats } from './proc.js';
+import { runLoadReports, type LoadReportRow } from './loadreports/run.js';
 import { goControlPlaneBinary, startChikai, startGoControlPlane, type ServerName, type ServerUnderTest } from './servers.js';
 
 export interface XdsRow {
@@ -113,6 +114,25 @@ async function measure(server: ServerUnderTest, gateways: number, revisions: num
 }
 
 export async function runXds(ctx: ScenarioContext): Promise<ScenarioOutput> {
+  const parts = ctx.args.parts ?? ['fanout', 'loadreports'];
+  const rows: (XdsRow | (LoadReportRow & { readonly part: 'loadreports' }))[] = [];
+  const markdown: string[] = [];
+  const charts: Record<string, string> = {};
+  if (parts.includes('fanout')) {
+    const fanout = await runFanout(ctx);
+    rows.push(...fanout.rows);
+    markdown.push(fanout.markdown);
+    charts.growth = xdsChart(fanout.rows);
+  }
+  if (parts.includes('loadreports')) {
+    const lr = await runLoadReports(ctx.args.quick ? 200 : 1000, ctx.args.quick ? 5 : 10, ctx.log);
+    rows.push(...lr.rows.map((r) => ({ part: 'loadreports' as const, ...r })));
+    markdown.push(lr.markdown);
+  }
+  return { rows, markdown: markdown.join('\n'), charts };
+}
+
+async function runFanout(ctx: ScenarioContext): Promise<{ rows: XdsRow[]; markdown: string }> {
   const gateways = ctx.args.gateways ?? (ctx.args.quick ? [10, 100] : [10, 100, 1000]);
   const revisions = ctx.args.revisions ?? (ctx.args.quick ? [10, 100] : [10, 100, 1000]);
   const changes = ctx.args.quick ? 3 : 5;
@@ -134,7 +154,7 @@ export async function runXds(ctx: ScenarioContext): Promise<ScenarioOutput> {
       if (dir) rmSync(dir, { recursive: true, force: true });
     }
   }
-  return { rows, markdown: xdsMarkdown(rows, changes, binary !== undefined), charts: { growth: xdsChart(rows) } };
+  return { rows, markdown: xdsMarkdown(rows, changes, binary !== undefined) };
 }
 
 function xdsMarkdown(rows: readonly XdsRow[], changes: number, withPeer: boolean): string {
