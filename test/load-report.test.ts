@@ -70,6 +70,9 @@ t.test('over LRS a proxy sends everything once, then only what changed; a server
   t.same(Object.fromEntries(first.delta.pods), { 'hello-00001-node3': { inFlight: 2, serviceTimeMs: 4 } }, 'only the pods it has seen load on');
   await until('the server weighs with them', () => server.loadReports.load.rttMs('node3', 'node1') === 48);
   t.equal(server.loadReports.load.inFlight('hello-00001-node3'), 2);
+  const metrics = await server.metrics.registry.metrics();
+  t.match(metrics, /chikai_xds_load_reporters 1\n/, 'the xDS server\'s metrics count the reporting proxy');
+  t.match(metrics, /chikai_xds_load_report_bytes_total [1-9]/, 'and the report bytes');
 
   const mark = reports.length;
   await until('a few quiet intervals', () => reports.length >= mark + 3);

@@ -178,6 +178,27 @@ t.test('a change is sent only to the streams whose view changed; the others get 
   t.same(clients.map((c) => c.received.slice(mark.get(c)).filter((r) => r.type !== ENDPOINT_TYPE).length), clients.map(() => 0), 'no other type was sent');
 });
 
+t.test('SotW RDS carries only the route configuration that changed', async (t) => {
+  // No external domains: external_services has no virtual host, so a revision's timeout
+  // changes internal_services alone.
+  const model = testModel(2, [revision('hello', 'hello-00001')]);
+  model.update((s) => ({ ...s, externalDomains: [] }));
+  const { server, target } = await startTestServer(t, model);
+  const c = new SotwClient(target, testNode('node1'));
+  t.teardown(() => c.close());
+  const names = ['external_services', 'internal_services'];
+  c.setNames(ROUTE_TYPE, names);
+  c.subscribe(ROUTE_TYPE, names);
+  const first = await c.next(ROUTE_TYPE);
+  t.same(first.names.sort(), names, 'the first response has both');
+  c.ack(first);
+  await until('ACKed', () => server.clients()[0]?.types.RDS?.acked_version === first.version);
+  model.update((s) => ({ ...s, revisions: s.revisions.map((r) => ({ ...r, timeoutSeconds: 60 })) }));
+  const next = await c.next(ROUTE_TYPE);
+  t.same(next.names, ['internal_services'], 'a change to one sends that one');
+  t.not(next.version, first.version, 'under a new version');
+});
+
 t.test('the write budget holds responses beyond it until earlier ones are sent, in order', async (t) => {
   const budget = new WriteBudget(100);
   const a = {};

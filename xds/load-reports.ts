@@ -7,6 +7,7 @@
 // proxy reconnects and sends its whole state again.
 import { EventEmitter } from 'node:events';
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { ReportedLoad, type LoadDelta } from '../cluster/load-report.js';
 import { configuredLoadView, type LoadView } from '../cluster/load.js';
 import type { ClusterModel, ClusterSnapshot } from '../cluster/model.js';
@@ -83,6 +84,14 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     for (const s of [...this.streams.values()]) this.drop(s, undefined);
+  }
+
+  /** Its Prometheus metrics, in the xDS server's registry. */
+  register(registry: Registry): void {
+    const service = this;
+    new Gauge({ name: 'chikai_xds_load_reporters', help: 'Node proxies with a load report stream open now', registers: [registry], collect() { this.set(service.streams.size); } });
+    new Counter({ name: 'chikai_xds_load_reports_total', help: 'Load report messages received (LRS)', registers: [registry], collect() { this.reset(); this.inc(service.reportsReceived); } });
+    new Counter({ name: 'chikai_xds_load_report_bytes_total', help: 'Bytes of load report messages received (protobuf)', registers: [registry], collect() { this.reset(); this.inc(service.bytesReceived); } });
   }
 
   /** Nodes whose proxy reports now. */
@@ -165,6 +174,7 @@ export async function startXdsServerWithLoadReports(
   let server: XdsServer;
   try {
     server = await startXdsServer({ ...opts, load: reports.load, services: [...(opts.services ?? []), reports.service()] });
+    reports.register(server.metrics.registry);
   } catch (err) {
     reports.close();
     throw err;

@@ -1,6 +1,6 @@
 // Resource builders: one gateway node's view of the cluster as Envoy resources (CDS, EDS,
 // LDS, RDS), written in Envoy's JSON form. Pure functions of the snapshot, the load view
-// and the gateway's node; the snapshot cache decides what is new and what gets sent.
+// and the gateway's node; the builder (xds/builder.ts) decides what is new, the store what is sent.
 //
 // Kourier compatibility: clusters are named `<namespace>/<revision>`, listeners
 // `listener_8080` (external) and `listener_8081` (internal), route configurations
@@ -34,13 +34,6 @@ export interface BuildOptions {
 export interface BuiltListener {
   readonly listener: JsonObject;
   readonly inWildcard: boolean;
-}
-
-export interface NodeResources {
-  readonly clusters: JsonObject[];
-  readonly endpoints: JsonObject[];
-  readonly listeners: BuiltListener[];
-  readonly routes: JsonObject[];
 }
 
 /** How one locality of one cluster was placed, for inspection. */
@@ -339,7 +332,7 @@ function ingressVirtualHosts(snap: ClusterSnapshot, ingresses: readonly IngressR
   return { external, internal, hosts: [...hosts] };
 }
 
-/** Listeners and route configurations: view-independent today, so the builder makes them once per change. */
+/** A gateway's listeners and route configurations (the same for every view today). */
 export interface Routing {
   readonly listeners: BuiltListener[];
   readonly routes: JsonObject[];
@@ -375,17 +368,4 @@ export function buildRouting(snap: ClusterSnapshot, opts: BuildOptions, ingresse
     ...apiHosts.map((h) => ({ listener: apiListener(h), inWildcard: false })),
   ];
   return { listeners, routes };
-}
-
-/** Everything one gateway node is served (the builder makes the same parts piecewise). */
-export function buildNodeResources(
-  snap: ClusterSnapshot,
-  load: LoadView,
-  gatewayNode: string | undefined,
-  opts: BuildOptions,
-  ingresses?: readonly IngressRoutes[],
-): NodeResources {
-  const clusters = snap.revisions.map((r) => buildCluster(r, opts));
-  const endpoints = snap.revisions.map((r) => buildLoadAssignment(snap, load, r, gatewayNode, opts));
-  return { clusters, endpoints, ...buildRouting(snap, opts, ingresses) };
 }
