@@ -23,8 +23,7 @@ import type { ServiceDefinition } from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
 import type { LoadDelta, PeerReport, PodReport } from '../cluster/load-report.js';
 import type { ClusterSnapshot, EndpointInfo } from '../cluster/model.js';
-import { envoyProtos } from './protos.js';
-import type { NodeIdentity } from './wire.js';
+import { bidiMethod, protoCodec, type NodeIdentity } from './wire.js';
 
 export const LRS_SERVICE = 'envoy.service.load_stats.v3.LoadReportingService';
 
@@ -73,31 +72,13 @@ export interface LoadStatsResponse {
   report_endpoint_granularity?: boolean;
 }
 
-const DECODE: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: false, arrays: true, objects: true };
-
-function codec<T>(typeName: string): { serialize: (m: T) => Buffer; deserialize: (b: Buffer) => T } {
-  const type = envoyProtos().type(typeName);
-  return {
-    serialize: (m: T) => Buffer.from(type.encode(type.fromObject(m as Record<string, unknown>)).finish()),
-    deserialize: (b: Buffer) => type.toObject(type.decode(b), DECODE) as T,
-  };
-}
-
 /** LoadReportingService for @grpc/grpc-js (server.addService, makeGenericClientConstructor). */
 export function lrsServiceDefinition(): ServiceDefinition {
-  const req = codec<LoadStatsRequest>('envoy.service.load_stats.v3.LoadStatsRequest');
-  const res = codec<LoadStatsResponse>('envoy.service.load_stats.v3.LoadStatsResponse');
-  return {
-    StreamLoadStats: {
-      path: `/${LRS_SERVICE}/StreamLoadStats`,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: req.serialize,
-      requestDeserialize: req.deserialize,
-      responseSerialize: res.serialize,
-      responseDeserialize: res.deserialize,
-    },
-  };
+  // Counts are uint64: read as numbers (they never come near 2^53).
+  const longs: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: false, arrays: true, objects: true };
+  const req = protoCodec<LoadStatsRequest>('envoy.service.load_stats.v3.LoadStatsRequest', longs);
+  const res = protoCodec<LoadStatsResponse>('envoy.service.load_stats.v3.LoadStatsResponse', longs);
+  return { StreamLoadStats: bidiMethod(LRS_SERVICE, 'StreamLoadStats', req, res) };
 }
 
 export function durationMs(d: { seconds?: number; nanos?: number } | undefined): number | undefined {

@@ -1,7 +1,7 @@
 // The ADS gRPC service and its messages, (de)serialized with the loaded Envoy protos.
 // Shared by the server and by raw ADS clients (tests, tools).
 import { createHash } from 'node:crypto';
-import type { ServiceDefinition } from '@grpc/grpc-js';
+import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { isEncodedMessage, type EncodedMessage } from './encoded-response.js';
 import { envoyProtos } from './protos.js';
@@ -66,12 +66,38 @@ export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryServic
 
 const DECODE: protobuf.IConversionOptions = { longs: String, enums: String, defaults: false, arrays: true, objects: true };
 
-/** Serializes plain messages; a message the server already encoded (shared resource bytes) passes through. */
-function codec<T extends object>(typeName: string): { serialize: (m: T | EncodedMessage) => Buffer; deserialize: (b: Buffer) => T } {
+export interface Codec<T> {
+  serialize(m: T | EncodedMessage): Buffer;
+  deserialize(b: Buffer): T;
+}
+
+/**
+ * (De)serializes one Envoy message type with protobufjs; a message the server already
+ * encoded (shared resource bytes) passes through.
+ */
+export function protoCodec<T extends object>(typeName: string, decode: protobuf.IConversionOptions = DECODE): Codec<T> {
   const type = envoyProtos().type(typeName);
   return {
     serialize: (m: T | EncodedMessage) => (isEncodedMessage(m) ? m.encoded : Buffer.from(type.encode(type.fromObject(m as Record<string, unknown>)).finish())),
-    deserialize: (b: Buffer) => type.toObject(type.decode(b), DECODE) as T,
+    deserialize: (b: Buffer) => type.toObject(type.decode(b), decode) as T,
+  };
+}
+
+/** A bidirectional streaming method of `service` for @grpc/grpc-js. */
+export function bidiMethod<Req, Res>(
+  service: string,
+  method: string,
+  req: { serialize: (m: Req) => Buffer; deserialize: (b: Buffer) => Req },
+  res: { serialize: (m: Res) => Buffer; deserialize: (b: Buffer) => Res },
+): MethodDefinition<Req, Res> {
+  return {
+    path: `/${service}/${method}`,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: req.serialize,
+    requestDeserialize: req.deserialize,
+    responseSerialize: res.serialize,
+    responseDeserialize: res.deserialize,
   };
 }
 
@@ -157,28 +183,13 @@ function sotwRequestReader(): (b: Buffer) => IncomingDiscoveryRequest {
 
 /** AggregatedDiscoveryService for @grpc/grpc-js (server.addService, makeGenericClientConstructor). */
 export function adsServiceDefinition(): ServiceDefinition {
-  const req = codec<DiscoveryRequest>('envoy.service.discovery.v3.DiscoveryRequest');
-  const res = codec<DiscoveryResponse>('envoy.service.discovery.v3.DiscoveryResponse');
-  const dreq = codec<DeltaDiscoveryRequest>('envoy.service.discovery.v3.DeltaDiscoveryRequest');
-  const dres = codec<DeltaDiscoveryResponse>('envoy.service.discovery.v3.DeltaDiscoveryResponse');
+  const req = protoCodec<DiscoveryRequest>('envoy.service.discovery.v3.DiscoveryRequest');
+  const res = protoCodec<DiscoveryResponse>('envoy.service.discovery.v3.DiscoveryResponse');
+  const dreq = protoCodec<DeltaDiscoveryRequest>('envoy.service.discovery.v3.DeltaDiscoveryRequest');
+  const dres = protoCodec<DeltaDiscoveryResponse>('envoy.service.discovery.v3.DeltaDiscoveryResponse');
   return {
-    StreamAggregatedResources: {
-      path: `/${ADS_SERVICE}/StreamAggregatedResources`,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: req.serialize,
-      requestDeserialize: sotwRequestReader(),
-      responseSerialize: res.serialize,
-      responseDeserialize: res.deserialize,
-    },
-    DeltaAggregatedResources: {
-      path: `/${ADS_SERVICE}/DeltaAggregatedResources`,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: dreq.serialize,
-      requestDeserialize: dreq.deserialize,
-      responseSerialize: dres.serialize,
-      responseDeserialize: dres.deserialize,
-    },
+    // The server reads SotW requests its own way (their repeated names are digested, not decoded).
+    StreamAggregatedResources: { ...bidiMethod(ADS_SERVICE, 'StreamAggregatedResources', req, res), requestDeserialize: sotwRequestReader() },
+    DeltaAggregatedResources: bidiMethod(ADS_SERVICE, 'DeltaAggregatedResources', dreq, dres),
   };
 }
