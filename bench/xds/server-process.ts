@@ -20,7 +20,6 @@ process.on('message', (cmd: ServerCommand) => {
       server = await startXdsServer({ model: m, load: configuredLoadView(() => m.current), listen: { host: '127.0.0.1', port: 0 }, proxyPort: 8012, log: () => undefined });
       reply({ kind: 'started', port: server.address.port });
     } else {
-      if (process.env['CHIKAI_BENCH_DEBUG']) console.error(JSON.stringify(process.memoryUsage()));
       bench!.model.setReady(bench!.changedPod, readyAfter(cmd.seq));
       reply({ kind: 'changed' });
     }
