@@ -92,7 +92,7 @@ class ReportStream {
     if (!this.open || !this.call) return;
     const delta = this.synced ? change : baseline();
     this.synced = true;
-    this.reporter.written(this.call, { cluster_stats: clusterStatsOf(delta, this.reporter.model.current, this.reporter.intervalMs) });
+    this.call.write({ cluster_stats: clusterStatsOf(delta, this.reporter.model.current, this.reporter.intervalMs) });
   }
 
   close(): void {
@@ -116,8 +116,6 @@ export class LoadReporter {
   private closed = false;
   private modelVersion = -1;
   intervalMs: number;
-  /** Report messages written, over every stream. */
-  reports = 0;
 
   constructor(private readonly opts: LoadReporterOptions) {
     this.node = opts.node;
@@ -185,11 +183,6 @@ export class LoadReporter {
     if (this.timer) clearInterval(this.timer);
     this.timer = setInterval(() => this.tick(), this.intervalMs);
     this.timer.unref();
-  }
-
-  written(call: Call, req: LoadStatsRequest): void {
-    this.reports += 1;
-    call.write(req);
   }
 
   /** Moves the baseline to what the proxy measures now and sends the change to every stream. */
