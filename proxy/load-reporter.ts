@@ -115,6 +115,9 @@ export class LoadReporter {
   private resolver: NodeJS.Timeout | undefined;
   private closed = false;
   private modelVersion = -1;
+  /** With a view that says what moved: what moved since the last interval (peers: this node's RTTs). */
+  private moved: { peers: boolean; pods: Set<string> | undefined } | undefined;
+  private unsubscribe: (() => void) | undefined;
   intervalMs: number;
 
   constructor(private readonly opts: LoadReporterOptions) {
@@ -129,6 +132,15 @@ export class LoadReporter {
   }
 
   async start(): Promise<void> {
+    const view = this.opts.load;
+    if (view.onChange) {
+      this.moved = { peers: true, pods: undefined };
+      this.unsubscribe = view.onChange((c) => {
+        if (!this.moved) return;
+        if (c.fromNodes.has(this.node)) this.moved.peers = true;
+        for (const pod of c.pods) this.moved.pods?.add(pod);
+      });
+    }
     await this.resolve();
     this.restartTimer();
     this.resolver = setInterval(() => void this.resolve(), this.opts.resolveEveryMs ?? 10_000);
@@ -137,6 +149,7 @@ export class LoadReporter {
 
   close(): void {
     this.closed = true;
+    this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
     if (this.resolver) clearInterval(this.resolver);
     for (const s of this.streams.values()) s.close();
@@ -191,32 +204,41 @@ export class LoadReporter {
     for (const s of this.streams.values()) s.send(change, () => this.baseline());
   }
 
-  /** What moved past the deadband since the baseline (which moves along), read as `loadReportOf` reads. */
+  /**
+   * What moved past the deadband since the baseline (which moves along), read as
+   * `loadReportOf` reads. A view that says what moved (`onChange`) is read only there;
+   * otherwise, and after a model change, every node and pod is read.
+   */
   private advance(): LoadDelta {
     const snap = this.model.current;
     const view = this.opts.load;
+    let scan = this.moved ?? { peers: true, pods: undefined };
     if (snap.version !== this.modelVersion) {
       // Nodes and pods that left the model leave the baseline too (a full sync no longer names them).
       this.modelVersion = snap.version;
       for (const peer of [...this.peers.keys()]) if (!snap.node(peer)) this.peers.delete(peer);
       const pods = new Set(snap.state.endpoints.map((e) => e.pod));
       for (const pod of [...this.pods.keys()]) if (!pods.has(pod)) this.pods.delete(pod);
+      scan = { peers: true, pods: undefined };
     }
+    if (this.moved) this.moved = { peers: false, pods: new Set() };
     const peers = new Map<string, PeerReport>();
     const pods = new Map<string, PodReport>();
-    for (const n of snap.nodes) {
-      if (n.name === this.node) continue;
-      const now = readPeer(view, this.node, n.name);
-      if (samePeer(this.peers.get(n.name), now)) continue;
-      peers.set(n.name, now);
-      this.peers.set(n.name, now);
+    if (scan.peers) {
+      for (const n of snap.nodes) {
+        if (n.name === this.node) continue;
+        const now = readPeer(view, this.node, n.name);
+        if (samePeer(this.peers.get(n.name), now)) continue;
+        peers.set(n.name, now);
+        this.peers.set(n.name, now);
+      }
     }
-    for (const e of snap.state.endpoints) {
-      const now = readPod(view, e.pod);
-      if (samePod(this.pods.get(e.pod), now)) continue;
-      pods.set(e.pod, now);
-      if (isIdlePod(now)) this.pods.delete(e.pod);
-      else this.pods.set(e.pod, now);
+    for (const pod of scan.pods ?? snap.state.endpoints.map((e) => e.pod)) {
+      const now = readPod(view, pod);
+      if (samePod(this.pods.get(pod), now)) continue;
+      pods.set(pod, now);
+      if (isIdlePod(now)) this.pods.delete(pod);
+      else this.pods.set(pod, now);
     }
     return { peers, pods };
   }

@@ -9,7 +9,7 @@ import type { ClusterModel } from '../cluster/model.js';
 import { LoadReporter } from '../proxy/load-reporter.js';
 import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
 import { lrsServiceDefinition, type LoadStatsRequest, type LoadStatsResponse } from '../xds/lrs.js';
-import { FixedLoadView, testModel } from './fixtures/xds/model.js';
+import { FixedLoadView, ObservedLoadView, testModel } from './fixtures/xds/model.js';
 import { until } from './fixtures/xds/server.js';
 
 function model(): ClusterModel {
@@ -95,6 +95,21 @@ t.test('over LRS a proxy sends everything once, then only what changed; a server
   const full = await until('the whole state again', () => resent.find((d) => d.pods.size > 0), 15_000);
   t.same([...full.pods.keys()].sort(), ['hello-00001-node1', 'hello-00001-node3'], 'every pod with load');
   t.same([...full.peers.keys()].sort(), ['node1', 'node2'], 'and every RTT');
+});
+
+t.test('a load view that says what moved is read where it moved', async (t) => {
+  const m = model();
+  const server = await startXdsServerWithLoadReports({ model: m, listen: { host: '127.0.0.1', port: 0 }, proxyPort: 8012, loadReportIntervalMs: 50, log: () => undefined });
+  t.teardown(() => server.close());
+  const load = new ObservedLoadView().setRttFrom('node1', 'node3', 40);
+  const reporter = new LoadReporter({ node: 'node1', model: m, load, servers: [{ host: '127.0.0.1', port: server.address.port }] });
+  t.teardown(() => reporter.close());
+  await reporter.start();
+  await until('the first state', () => server.loadReports.load.rttMs('node1', 'node3') === 40);
+  load.setInFlight('hello-00001-node2', 3).setRttFrom('node1', 'node3', 60);
+  load.moved({ pods: ['hello-00001-node2'], fromNodes: ['node1'] });
+  await until('the moved values', () => server.loadReports.load.inFlight('hello-00001-node2') === 3 && server.loadReports.load.rttMs('node1', 'node3') === 60);
+  t.pass('both reached the server');
 });
 
 t.test('a report stream from something that is not a node of the cluster is refused with the reason', async (t) => {

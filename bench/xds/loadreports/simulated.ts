@@ -2,7 +2,7 @@
 // measurements move the way a busy fleet's do — every interval, a few of its round trips
 // drift by more than the reporting deadband and its few busy pods change load. Both ends
 // (the proxies' process and the receiving xDS side) build the same model from N.
-import type { LoadView } from '../../../cluster/load.js';
+import type { LoadChange, LoadView } from '../../../cluster/load.js';
 import { ClusterModel, revisionKey, type EndpointInfo, type NodeInfo, type RevisionInfo } from '../../../cluster/model.js';
 
 /** Revisions (one pod each, spread over the nodes). */
@@ -45,6 +45,7 @@ export class SimulatedProxyLoad implements LoadView {
   private readonly rtt: Float64Array;
   private readonly busy = new Map<string, { inFlight: number; serviceTimeMs: number }>();
   private readonly random: () => number;
+  private readonly listeners = new Set<(change: LoadChange) => void>();
 
   constructor(
     private readonly node: string,
@@ -69,6 +70,14 @@ export class SimulatedProxyLoad implements LoadView {
       b.inFlight = Math.floor(this.random() * 5);
       b.serviceTimeMs *= 0.95 + 0.1 * this.random();
     }
+    const change: LoadChange = { pods: new Set(this.busy.keys()), fromNodes: new Set([this.node]) };
+    for (const l of this.listeners) l(change);
+  }
+
+  /** Says what moved, as a view should: its reporter then reads only that (1000 of them share one process here). */
+  onChange(listener: (change: LoadChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   rttMs(from: string, to: string): number | undefined {
