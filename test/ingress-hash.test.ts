@@ -3,22 +3,12 @@
 // KIngress objects as the API server sends them). The prober compares this hash byte for
 // byte, so every vector must match exactly.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { goEncodedIngressSpec, IngressSpecError, kingressHash } from '../cluster/kubernetes/ingress-hash.js';
 import { ingressRoutesFrom } from '../cluster/kubernetes/ingress.js';
+import { goldenIngresses } from './fixtures/ingress-golden.js';
 import { kingress } from './fixtures/kubernetes/objects.js';
 
-interface GoldenVector {
-  readonly name: string;
-  readonly description: string;
-  readonly ingress: { metadata: { name: string; namespace: string }; spec?: unknown };
-  readonly specJson: string;
-  readonly hash: string;
-}
-
-const VECTORS = fileURLToPath(new URL('../../test/golden/ingress-hash/vectors.json', import.meta.url));
-const golden = JSON.parse(readFileSync(VECTORS, 'utf8')) as { networking: string; vectors: GoldenVector[] };
+const golden = goldenIngresses();
 
 t.test(`every golden vector (knative.dev/networking ${golden.networking})`, async (t) => {
   t.ok(golden.vectors.length >= 10, 'the vectors are all there');
