@@ -35,8 +35,8 @@ export interface XdsServerOptions {
   readonly recomputeMs?: number;
   /** Locality weight change (points of 1..100) below which EDS is not re-pushed (default 5). */
   readonly weightChangeThreshold?: number;
-  /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal). */
-  readonly gatewayPorts?: { readonly external: number; readonly internal: number };
+  /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal, 8090 probe). */
+  readonly gatewayPorts?: { readonly external: number; readonly internal: number; readonly probe?: number };
   readonly preference?: LocalityPreference;
   /** Why the model is not ready to serve (e.g. the Kubernetes source still listing); /readyz fails meanwhile. */
   readonly notReady?: () => string | undefined;
@@ -75,6 +75,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       proxyPort: opts.proxyPort,
       externalPort: opts.gatewayPorts?.external,
       internalPort: opts.gatewayPorts?.internal,
+      probePort: opts.gatewayPorts?.probe,
       preference: opts.preference,
     },
   });
