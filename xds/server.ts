@@ -42,8 +42,8 @@ export interface XdsServerOptions {
   readonly weightChangeThreshold?: number;
   /** How long held-back weights must stay unchanged before they are pushed anyway (default 5000 ms). */
   readonly settleMs?: number;
-  /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal). */
-  readonly gatewayPorts?: { readonly external: number; readonly internal: number };
+  /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal, 8090 probe). */
+  readonly gatewayPorts?: { readonly external: number; readonly internal: number; readonly probe?: number };
   readonly preference?: LocalityPreference;
   /** Why the model is not ready to serve (e.g. the Kubernetes source still listing); /readyz fails meanwhile. */
   readonly notReady?: () => string | undefined;
@@ -91,6 +91,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       proxyPort: opts.proxyPort,
       externalPort: opts.gatewayPorts?.external,
       internalPort: opts.gatewayPorts?.internal,
+      probePort: opts.gatewayPorts?.probe,
       preference: opts.preference,
     },
   });
