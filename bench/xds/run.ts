@@ -138,6 +138,8 @@ async function runFanout(ctx: ScenarioContext): Promise<{ rows: XdsRow[]; markdo
   const changes = ctx.args.quick ? 3 : 5;
   const wanted = ctx.args.servers ?? ['chikai', 'go-control-plane'];
   const binary = wanted.includes('go-control-plane') ? await goControlPlaneBinary(ctx.log) : undefined;
+  // CHIKAI_BENCH_BASELINE=<another build's dist/bench/xds/server-process.js>: chikai before a change, in the same run.
+  const baseline = process.env['CHIKAI_BENCH_BASELINE'];
   const rows: XdsRow[] = [];
   for (const m of revisions) {
     let dir: string | undefined;
@@ -148,6 +150,7 @@ async function runFanout(ctx: ScenarioContext): Promise<{ rows: XdsRow[]; markdo
       }
       for (const n of gateways) {
         if (wanted.includes('chikai')) rows.push(await measure(await startChikai(m), n, m, changes, ctx.log));
+        if (baseline) rows.push(await measure(await startChikai(m, baseline), n, m, changes, ctx.log));
         if (binary && dir) rows.push(await measure(await startGoControlPlane(binary, dir), n, m, changes, ctx.log));
       }
     } finally {
@@ -163,7 +166,8 @@ function xdsMarkdown(rows: readonly XdsRow[], changes: number, withPeer: boolean
   out.push(
     `Simulated gateways: raw state-of-the-world ADS streams in one process, each its own connection, subscribed like a ` +
     `Kourier gateway (CDS, EDS per revision, LDS, RDS) and ACKing every response; gateways spread over three nodes' views. ` +
-    `Each xDS server runs alone in its own process${withPeer ? ': chikai\'s, then go-control-plane\'s (its snapshot cache in ADS mode, one snapshot per view, serving the resources chikai builds, only the EDS version moving on a change)' : ''}. ` +
+    `Each xDS server runs alone in its own process${withPeer ? ': chikai\'s, then go-control-plane\'s (its snapshot cache in ADS mode, one snapshot per view, serving the resources chikai builds, only the EDS version moving on a change)' : ''}` +
+    `${rows.some((r) => r.server === 'chikai-baseline') ? '; chikai-baseline is an earlier build of chikai (CHIKAI_BENCH_BASELINE)' : ''}. ` +
     `One endpoint's readiness flips ${changes} times; "converge" = the flip → the last gateway's ACK of the new assignment (median, all runs listed); ` +
     `CPU and RSS of the server process from /proc; "RSS" with every gateway synced, "peak" while they synced; ` +
     `"EDS per change" = assignments each gateway received per change.\n`,
@@ -172,7 +176,7 @@ function xdsMarkdown(rows: readonly XdsRow[], changes: number, withPeer: boolean
   out.push(table(
     ['gateways', 'revisions', 'server', 'converge ms (median)', '× go-control-plane', 'every change, ms', 'CPU ms per change', '× go-control-plane', 'EDS per change', 'initial sync ms', '× go-control-plane', 'RSS MB', '× go-control-plane', 'peak RSS MB', 'RSS idle MB'],
     rows.map((r) => {
-      const p = r.server === 'chikai' ? peer(r) : undefined;
+      const p = r.server !== 'go-control-plane' ? peer(r) : undefined;
       return [
         r.gateways, r.revisions, r.server, num(r.converge_ms, 1), p ? ratio(r.converge_ms, p.converge_ms) : '', r.converge_all_ms.map((c) => c.toFixed(0)).join(', '),
         num(r.cpu_ms_per_change, 0), p ? ratio(r.cpu_ms_per_change, p.cpu_ms_per_change) : '', num(r.eds_resources_per_change, 0),

@@ -15,7 +15,7 @@ const CHIKAI_SERVER = fileURLToPath(new URL('./server-process.js', import.meta.u
 const GO_SOURCE = join(ROOT, 'bench', 'xds', 'go-control-plane');
 const GO_CACHE = join(ROOT, 'bench', '.cache', 'go-control-plane');
 
-export type ServerName = 'chikai' | 'go-control-plane';
+export type ServerName = 'chikai' | 'chikai-baseline' | 'go-control-plane';
 
 export interface ServerUnderTest {
   readonly name: ServerName;
@@ -35,10 +35,14 @@ async function stop(child: ChildProcess, ask: () => void): Promise<void> {
   clearTimeout(timer);
 }
 
-export async function startChikai(revisions: number): Promise<ServerUnderTest> {
+/**
+ * chikai's server process; `baseline` is another build's bench/xds/server-process.js (an
+ * older chikai, same IPC), measured as `chikai-baseline`.
+ */
+export async function startChikai(revisions: number, baseline?: string): Promise<ServerUnderTest> {
   // CHIKAI_BENCH_CPU_PROF=DIR: a CPU profile of chikai's server per run, written to DIR on exit.
-  const prof = process.env['CHIKAI_BENCH_CPU_PROF'];
-  const child = fork(CHIKAI_SERVER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [] });
+  const prof = baseline ? undefined : process.env['CHIKAI_BENCH_CPU_PROF'];
+  const child = fork(baseline ?? CHIKAI_SERVER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [] });
   let waiting: ((r: ServerReply) => void) | undefined;
   child.on('message', (r: ServerReply) => {
     const w = waiting;
@@ -52,7 +56,7 @@ export async function startChikai(revisions: number): Promise<ServerUnderTest> {
   const started = await ask({ kind: 'start', revisions });
   if (started.kind !== 'started') throw new Error(`chikai xDS server: expected started, got ${started.kind}`);
   return {
-    name: 'chikai',
+    name: baseline ? 'chikai-baseline' : 'chikai',
     pid: child.pid!,
     port: started.port,
     async change(seq) {
