@@ -373,6 +373,13 @@ function sameNames(set: ReadonlySet<string>, names: readonly string[]): boolean 
   return n === set.size || new Set(names.filter((x) => x !== '*')).size === set.size;
 }
 
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
+}
+
 /** State of the world ADS. */
 export class SotwStream extends AdsStream<IncomingDiscoveryRequest> {
   readonly protocol = 'sotw' as const;
@@ -396,9 +403,10 @@ export class SotwStream extends AdsStream<IncomingDiscoveryRequest> {
     // An ACK repeats the subscription: the names are decoded and compared only when they
     // were sent differently, and a different order of the same names is no change.
     if (!st.requested || wildcard !== st.wildcard || req.namesDigest !== st.namesDigest) {
-      const names = req.resourceNames();
-      const changed = !st.requested || wildcard !== st.wildcard || !sameNames(st.subscribed, names);
-      const next = this.ctx.subscriptions.acquire(req.namesDigest, names);
+      // Names another stream sent the same way are already a shared set: no decoding.
+      const known = this.ctx.subscriptions.peek(req.namesDigest);
+      const changed = !st.requested || wildcard !== st.wildcard || (known ? !sameSet(st.subscribed, known) : !sameNames(st.subscribed, req.resourceNames()));
+      const next = this.ctx.subscriptions.acquire(req.namesDigest, () => req.resourceNames());
       this.ctx.subscriptions.release(st.namesDigest);
       st.namesDigest = req.namesDigest;
       st.subscribed = next;

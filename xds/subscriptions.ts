@@ -8,10 +8,15 @@ export class SubscriptionPool {
     return this.sets.size;
   }
 
-  /** The shared set for `digest` (made from `names` the first time); release it when done. */
-  acquire(digest: string, names: readonly string[]): ReadonlySet<string> {
+  /** The shared set for `digest`, if some stream holds it (then the names need not be decoded again). */
+  peek(digest: string): ReadonlySet<string> | undefined {
+    return this.sets.get(digest)?.names;
+  }
+
+  /** The shared set for `digest` (made from `names()` the first time); release it when done. */
+  acquire(digest: string, names: () => readonly string[]): ReadonlySet<string> {
     let held = this.sets.get(digest);
-    if (!held) this.sets.set(digest, (held = { names: new Set(names.filter((n) => n !== '*')), refs: 0 }));
+    if (!held) this.sets.set(digest, (held = { names: new Set(names().filter((n) => n !== '*')), refs: 0 }));
     held.refs += 1;
     return held.names;
   }
