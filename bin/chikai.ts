@@ -103,7 +103,8 @@ async function proxyCommand(args: string[]): Promise<void> {
   }
   const a = proxy.address;
   const adm = proxy.adminAddress;
-  console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}${reporter ? `, load reports to ${reportTo}` : ''}`);
+  console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}`);
+  if (reporter) console.log(`chikai proxy for ${node.name}: load reports (LRS) to ${reportTo}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

