@@ -2,9 +2,10 @@
 // Every node proxy keeps one StreamLoadStats stream open to every xDS replica and sends what
 // changed each interval (proxy/load-reporter.ts); the service folds the reports into a
 // ReportedLoad, the LoadView the builder weighs localities with. A reporter's values hold
-// while its stream lives: a stream that ends, or sends nothing for four intervals (a live
-// reporter sends every interval, empty or not), takes its values with it and ends, so the
-// proxy reconnects and sends its whole state again.
+// while its stream lives: a stream that ends, or sends nothing for ten intervals (a live
+// reporter sends every interval, empty or not; ten, so a busy proxy or server is not cut
+// off), takes its values with it and ends, so the proxy reconnects and sends its whole
+// state again.
 import { EventEmitter } from 'node:events';
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -152,7 +153,7 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
   }
 
   private endQuietStreams(): void {
-    const limit = this.intervalMs * 4;
+    const limit = this.intervalMs * 10;
     for (const s of [...this.streams.values()]) {
       const quiet = this.now() - s.lastReportAt;
       if (quiet <= limit) continue;
