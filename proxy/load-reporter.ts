@@ -78,7 +78,8 @@ class ReportStream {
       if (this.closed) return;
       if (!this.loggedDown) this.reporter.log(`load reports to ${this.address}: ${why}; retrying every ${this.retryMs / 1000}–10 s`);
       this.loggedDown = true;
-      this.retry = setTimeout(() => this.connect(), this.retryMs);
+      // Jittered, so proxies cut off together (an xDS restart) do not come back together.
+      this.retry = setTimeout(() => this.connect(), this.retryMs * (0.5 + Math.random()));
       this.retry.unref();
       this.retryMs = Math.min(10_000, this.retryMs * 2);
     };
@@ -150,7 +151,7 @@ export class LoadReporter {
   close(): void {
     this.closed = true;
     this.unsubscribe?.();
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     if (this.resolver) clearInterval(this.resolver);
     for (const s of this.streams.values()) s.close();
     this.streams.clear();
@@ -191,11 +192,18 @@ export class LoadReporter {
     }
   }
 
+  /** Reports every interval, from a random point of it: proxies started together report out of step. */
   private restartTimer(): void {
     if (this.closed) return;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = setInterval(() => this.tick(), this.intervalMs);
-    this.timer.unref();
+    if (this.timer) clearTimeout(this.timer);
+    const timer = setTimeout(() => {
+      if (this.timer !== timer) return;
+      this.tick();
+      this.timer = setInterval(() => this.tick(), this.intervalMs);
+      this.timer.unref();
+    }, Math.random() * this.intervalMs);
+    timer.unref();
+    this.timer = timer;
   }
 
   /** Moves the baseline to what the proxy measures now and sends the change to every stream. */

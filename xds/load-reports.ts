@@ -2,10 +2,11 @@
 // Every node proxy keeps one StreamLoadStats stream open to every xDS replica and sends what
 // changed each interval (proxy/load-reporter.ts); the service folds the reports into a
 // ReportedLoad, the LoadView the builder weighs localities with. A reporter's values hold
-// while its stream lives: a stream that ends, or sends nothing for ten intervals (a live
-// reporter sends every interval, empty or not; ten, so a busy proxy or server is not cut
-// off), takes its values with it and ends, so the proxy reconnects and sends its whole
-// state again.
+// while its stream lives: a stream that ends, or sends nothing for 60 intervals (30 s; a
+// live reporter sends every interval, empty or not), takes its values with it and ends, so
+// the proxy reconnects and sends its whole state again. The limit is long on purpose: a
+// server busy with a thousand proxies' first reports must not mistake its own delay for
+// silent proxies and cut them all off, which would make them all send everything again.
 import { EventEmitter } from 'node:events';
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -153,7 +154,7 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
   }
 
   private endQuietStreams(): void {
-    const limit = this.intervalMs * 10;
+    const limit = this.intervalMs * 60;
     for (const s of [...this.streams.values()]) {
       const quiet = this.now() - s.lastReportAt;
       if (quiet <= limit) continue;

@@ -38,7 +38,9 @@ class Child<Cmd, Reply extends { kind: string; error?: string }> {
   private waiting: ((r: Reply) => void) | undefined;
 
   constructor(file: string) {
-    this.process = fork(file, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // CHIKAI_BENCH_CPU_PROF=DIR profiles these processes too.
+    const prof = process.env['CHIKAI_BENCH_CPU_PROF'];
+    this.process = fork(file, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [] });
     this.process.on('message', (r: Reply) => {
       const w = this.waiting;
       this.waiting = undefined;
@@ -74,12 +76,21 @@ async function measure(mode: ReportMode, nodes: number, seconds: number, log: (l
       const started = await receiver.ask({ kind: 'start', mode, nodes });
       await proxies.ask({ kind: 'start', mode, nodes, port: started.kind === 'started' ? started.port : 0 });
     }
-    await sleep(3000);
     const counters = async () => {
       const c = await receiver.ask({ kind: 'counters' });
       if (c.kind !== 'counters') throw new Error('load-report receiver: expected counters');
       return c;
     };
+    // Steady state: every proxy has reported (over LRS each first names itself, then sends its
+    // whole state once, which with a thousand proxies in one process takes a few seconds),
+    // then a few intervals.
+    const deadline = performance.now() + 120_000;
+    const warm = (c: { reports: number; reporters: number }) => c.reporters >= nodes && (mode === 'poll' || c.reports >= 2 * nodes);
+    while (!warm(await counters())) {
+      if (performance.now() > deadline) throw new Error(`load reports (${mode}): not every proxy reported within 120 s`);
+      await sleep(200);
+    }
+    await sleep(3000);
     const c0 = await counters();
     const r0 = procStats(receiver.process.pid!).cpuMs;
     const p0 = procStats(proxies.process.pid!).cpuMs;
