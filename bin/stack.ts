@@ -10,6 +10,7 @@ import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
 import { parseQueueSettings } from '../proxy/queueing.js';
 import type { HostPort, XdsServer } from '../xds/server.js';
+import type { IngressSource } from '../xds/cache.js';
 import { startXdsServerWithLoadReports } from '../xds/load-poller.js';
 import { ensureEnvoy } from '../gateway/envoy-binary.js';
 import { KOURIER_GATEWAY_PORTS, PortInUseError, pickGatewayPorts, startGateways, type GatewayPorts, type GatewaySet } from '../gateway/gateways.js';
@@ -29,7 +30,13 @@ export interface StackOptions {
   /** Seed for the network's jitter and the pods' service times. */
   readonly seed?: number;
   /** Also run the xDS server (the Kourier gateways' control plane) on these addresses. */
-  readonly xds?: { readonly listen: HostPort; readonly admin?: HostPort; readonly log?: (line: string) => void };
+  readonly xds?: {
+    readonly listen: HostPort;
+    readonly admin?: HostPort;
+    readonly log?: (line: string) => void;
+    /** Route by these Knative Ingresses instead of the model's hosts (as in Kubernetes). */
+    readonly ingresses?: IngressSource;
+  };
   /**
    * Also run one Envoy gateway per node, fed by the xDS server (started on 127.0.0.1 with
    * free ports when `xds` is not given).
@@ -146,6 +153,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       admin: xdsAdmin,
       proxyPort,
       log: xdsSettings?.log,
+      ingresses: xdsSettings?.ingresses,
       adminUrl: (node) => {
         const a = proxies.get(node)?.adminAddress;
         return a ? `http://${a.address}:${a.port}` : undefined;

