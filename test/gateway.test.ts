@@ -113,9 +113,10 @@ t.test('every resource chikai serves is ACKed by each gateway\'s Envoy and held 
 });
 
 t.test('chikai status: every gateway connected and in sync; out of sync while one cannot ACK', async (t) => {
-  const status = async () => {
+  const admin = `{address}:${stack.gateways?.ports.admin}`;
+  const status = async (gatewayAdmins: string[] = [admin]) => {
     try {
-      const { stdout } = await promisify(execFile)(process.execPath, [CHIKAI, 'status', '--xds-admin', xdsAdmin(), '--gateway-admin', `{address}:${stack.gateways?.ports.admin}`]);
+      const { stdout } = await promisify(execFile)(process.execPath, [CHIKAI, 'status', '--xds-admin', xdsAdmin(), ...gatewayAdmins.flatMap((g) => ['--gateway-admin', g])]);
       return { code: 0, stdout };
     } catch (err) {
       const e = err as { code: number; stdout: string; stderr: string };
@@ -128,6 +129,13 @@ t.test('chikai status: every gateway connected and in sync; out of sync while on
   for (const node of NODES) {
     t.match(lines.find((l) => l.startsWith(`${node} `)) ?? '', /CONNECTED\s+SYNCED [0-9a-f]{8}\s+SYNCED [0-9a-f]{8}\s+SYNCED [0-9a-f]{8}\s+SYNCED [0-9a-f]{8}\s+127\.0\.1\.\d:\d+\s+IN SYNC$/, `${node}: connected, four types ACKed, Envoy holds them`);
   }
+
+  // Asked to compare node1's view with node2's Envoy, status finds what differs.
+  const port = stack.gateways!.ports.admin;
+  const crossed = await status([`node1=127.0.1.2:${port}`, `node2=127.0.1.2:${port}`, `node3=127.0.1.3:${port}`]);
+  t.equal(crossed.code, 1, 'exit code 1 when an Envoy holds something else');
+  t.match(crossed.stdout, /^node1 .*DIFFERS.*OUT OF SYNC: .*(EDS default\/hello-00001 differs|LDS listener_8080 differs)/m, 'node1: the assignment and the listeners differ');
+  t.match(crossed.stdout, /^node3 .*IN SYNC$/m, 'node3 is still in sync');
 
   // node2's Envoy is frozen (SIGSTOP) while a pod appears on node1: chikai serves node2's
   // gateway a new assignment it cannot ACK.
