@@ -3,7 +3,6 @@
 // proxies. One stack for the whole file; each test leaves it as it found it.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { request } from 'undici';
@@ -11,7 +10,7 @@ import WebSocket from 'ws';
 import { parseClusterFile } from '../cluster/config.js';
 import { startEmulatedStack, type EmulatedStack } from '../bin/stack.js';
 import { ClosedLoopLoad, pct, poll, share } from './fixtures/load.js';
-import { HELLO_HOST, sleep } from './support.js';
+import { HELLO_HOST, generatedBody, peakOf, sleep } from './support.js';
 
 const CHIKAI = fileURLToPath(new URL('../bin/chikai.js', import.meta.url));
 const LATER_HOST = 'later.default.svc.cluster.local';
@@ -252,28 +251,11 @@ t.test('WebSocket echo through Envoy to the pod; a 100 MB upload streams through
 
   const envoyAllocated = async () => Number(((await getJson(`${stack.gatewayAdminUrl('node3')}/memory`))['allocated']));
   const base = await envoyAllocated();
-  let peak = base;
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      peak = Math.max(peak, await envoyAllocated());
-      await sleep(50);
-    }
-  })();
+  const sampler = peakOf(envoyAllocated, base);
   const total = 100 * 1024 * 1024;
-  const chunk = Buffer.alloc(64 * 1024, 7);
-  let sent = 0;
-  const body = new Readable({
-    read() {
-      if (sent >= total) return this.push(null);
-      sent += chunk.length;
-      this.push(chunk);
-    },
-  });
-  const res = await request(`${stack.gatewayUrl('node3')}/count`, { method: 'POST', headers: { host: HELLO_HOST, 'content-length': String(total) }, body });
+  const res = await request(`${stack.gatewayUrl('node3')}/count`, { method: 'POST', headers: { host: HELLO_HOST, 'content-length': String(total) }, body: generatedBody(total) });
   const answer = JSON.parse(await res.body.text()) as { bytes: number };
-  sampling = false;
-  await sampler;
+  const peak = await sampler.stop();
   t.equal(res.statusCode, 200);
   t.equal(answer.bytes, total, 'the pod received all 100 MB');
   t.equal(res.headers['server'], 'envoy');
