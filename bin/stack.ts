@@ -147,6 +147,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
   const startXds = async (): Promise<XdsServer> => {
     if (!xdsListen) throw new Error('this stack runs no xDS server');
     const ports = gatewayPorts;
+    // The xDS server reads the proxies' measurements over HTTP, as it does in Kubernetes.
     const server = await startXdsServerWithLoadReports({
       model,
       listen: xdsListen,
