@@ -160,7 +160,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
         return a ? `http://${a.address}:${a.port}` : undefined;
       },
       // Every gateway binds its own node's address: the emulated nodes share this host.
-      ...(ports ? { gatewayPorts: { external: ports.external, internal: ports.internal }, gatewayListenerAddress: (node: string | undefined) => (node && model.current.node(node)?.address) || '0.0.0.0' } : {}),
+      ...(ports ? { gatewayPorts: { external: ports.external, internal: ports.internal, probe: ports.probe }, gatewayListenerAddress: (node: string | undefined) => (node && model.current.node(node)?.address) || '0.0.0.0' } : {}),
     });
     // A restart comes back where the gateways look for it.
     xdsListen = { host: xdsListen.host, port: server.address.port };

@@ -1,12 +1,12 @@
 // The emulated Kourier gateways: one Envoy per emulated node, fed by chikai's xDS server,
 // bound to the node's own address. Kourier's ports by default (8080 external, 8081
-// internal, admin 9901, the stats listener 9000); tests pick free ones.
+// internal, 8090 probe, admin 9901, the stats listener 9000); tests pick free ones.
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeInfo } from '../cluster/model.js';
-import { EXTERNAL_LISTENER, INTERNAL_LISTENER } from '../xds/resources.js';
+import { EXTERNAL_LISTENER, INTERNAL_LISTENER, PROBE_LISTENER } from '../xds/resources.js';
 import { renderBootstrap } from './bootstrap.js';
 import { EnvoyProcess, PortInUseError } from './envoy-process.js';
 
@@ -17,13 +17,15 @@ export interface GatewayPorts {
   readonly external: number;
   /** listener_8081: `kourier-internal`'s. */
   readonly internal: number;
+  /** listener_8090: where Knative's ingress prober checks the external routes. */
+  readonly probe: number;
   /** Envoy's admin. */
   readonly admin: number;
   /** The read-only stats listener (/stats, /clusters, /ready). */
   readonly stats: number;
 }
 
-export const KOURIER_GATEWAY_PORTS: GatewayPorts = { external: 8080, internal: 8081, admin: 9901, stats: 9000 };
+export const KOURIER_GATEWAY_PORTS: GatewayPorts = { external: 8080, internal: 8081, probe: 8090, admin: 9901, stats: 9000 };
 
 export interface Gateway {
   readonly node: string;
@@ -69,7 +71,7 @@ export async function startGateways(opts: GatewaySetOptions): Promise<GatewaySet
       bootstrap,
       workDir,
       admin: { host: node.address, port: ports.admin },
-      listeners: [EXTERNAL_LISTENER, INTERNAL_LISTENER],
+      listeners: [EXTERNAL_LISTENER, INTERNAL_LISTENER, PROBE_LISTENER],
       onExit: (message) => log(`gateway ${node.name}: ${message}`),
     });
     gateways.set(node.name, {
@@ -112,15 +114,15 @@ function canBind(host: string, port: number): Promise<boolean> {
 }
 
 /**
- * Four consecutive ports free on every address, below the ephemeral range (32768 and up on
+ * Five consecutive ports free on every address, below the ephemeral range (32768 and up on
  * Linux), where no outgoing connection's source port can take one between this check and
  * Envoy's bind. Another process can still take one meanwhile: Envoy then fails with a
  * PortInUseError and the caller picks again.
  */
 export async function pickGatewayPorts(addresses: readonly string[], range: { min: number; max: number } = { min: 20_000, max: 32_000 }): Promise<GatewayPorts> {
   for (let attempt = 0; attempt < 200; attempt++) {
-    const base = range.min + Math.floor(Math.random() * (range.max - range.min - 4));
-    const candidates = [base, base + 1, base + 2, base + 3];
+    const base = range.min + Math.floor(Math.random() * (range.max - range.min - 5));
+    const candidates = [base, base + 1, base + 2, base + 3, base + 4];
     let free = true;
     for (const host of addresses) {
       for (const port of candidates) {
@@ -131,7 +133,7 @@ export async function pickGatewayPorts(addresses: readonly string[], range: { mi
       }
       if (!free) break;
     }
-    if (free) return { external: base, internal: base + 1, admin: base + 2, stats: base + 3 };
+    if (free) return { external: base, internal: base + 1, probe: base + 2, admin: base + 3, stats: base + 4 };
   }
-  throw new Error(`no four consecutive free ports between ${range.min} and ${range.max} on ${addresses.join(', ')}`);
+  throw new Error(`no five consecutive free ports between ${range.min} and ${range.max} on ${addresses.join(', ')}`);
 }

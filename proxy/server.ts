@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { ClusterModel } from '../cluster/model.js';
 import { EndpointTable, type EndpointState } from './endpoints.js';
 import { forwardRequest, idempotentWithoutBody } from './forward.js';
-import { NETWORK_PROBE_HEADER, PROXY_REQUEST_HEADER, upstreamRequestHeaders, KNATIVE_NAMESPACE_HEADER, KNATIVE_REVISION_HEADER } from './headers.js';
+import { NETWORK_HASH_HEADER, NETWORK_PROBE_HEADER, PROXY_REQUEST_HEADER, upstreamRequestHeaders, KNATIVE_NAMESPACE_HEADER, KNATIVE_REVISION_HEADER } from './headers.js';
 import { ProxyMetrics } from './metrics.js';
 import { loadReportOf } from '../cluster/load-report.js';
 import type { Policy } from './policy/policy.js';
@@ -287,11 +287,19 @@ export class NodeProxy {
     return { status: 502, targetNode: 'none' };
   }
 
-  /** Knative's probes of the activator and the kubelet's. */
+  /** Knative's probes of the activator, its ingress status prober's, and the kubelet's. */
   private answerProbe(req: IncomingMessage, res: ServerResponse): boolean {
     const probe = req.headers[NETWORK_PROBE_HEADER];
     if (probe === 'activator') {
       send(res, this.draining ? 503 : 200, 'activator');
+      return true;
+    }
+    if (probe === 'probe') {
+      // The gateway's probe route appended the KIngress hash; echoing it tells the prober
+      // this gateway serves that version of the KIngress.
+      const hash = req.headersDistinct[NETWORK_HASH_HEADER]?.[0];
+      if (hash) send(res, 200, '', { [NETWORK_HASH_HEADER]: hash });
+      else send(res, 400, `a probe request must contain a non-empty K-Network-Hash header\n`);
       return true;
     }
     if (req.headers['user-agent']?.startsWith('kube-probe/') && !req.headers[KNATIVE_REVISION_HEADER] && !req.headers[KNATIVE_NAMESPACE_HEADER]) {

@@ -85,8 +85,12 @@ t.test('queue-proxy probes', async (t) => {
   let res = await get(`${base}/healthz`, { 'K-Network-Probe': 'queue' });
   t.equal(res.status, 200);
   t.equal(res.body, 'queue');
-  res = await get(`${base}/`, { 'K-Network-Probe': 'probe' });
-  t.same([res.status, res.body], [200, 'queue'], 'any K-Network-Probe is answered by the queue-proxy');
+  res = await get(`${base}/`, { 'K-Network-Probe': 'activator' });
+  t.same([res.status, res.body], [200, 'queue'], 'any other K-Network-Probe is answered by the queue-proxy');
+  res = await get(`${base}/healthz`, { 'K-Network-Probe': 'probe', 'K-Network-Hash': 'abc' });
+  t.same([res.status, res.headers['k-network-hash']], [200, 'abc'], 'Knative\'s ingress probe: the hash echoed');
+  res = await get(`${base}/healthz`, { 'K-Network-Probe': 'probe' });
+  t.equal(res.status, 400, 'and 400 without one');
   res = await get(`${base}/healthz`, { 'User-Agent': 'kube-probe/1.30' });
   t.same([res.status, res.body], [200, 'queue'], 'kubelet probe');
   pod.setReady(false);

@@ -3,9 +3,11 @@
 // and the gateway's node; the snapshot cache decides what is new and what gets sent.
 //
 // Kourier compatibility: clusters are named `<namespace>/<revision>`, listeners
-// `listener_8080` (external) and `listener_8081` (internal), route configurations
-// `external_services` and `internal_services`, one virtual host per Host with domains
-// [host, host:*], weighted clusters that append the Knative headers, websocket upgrades.
+// `listener_8080` (external), `listener_8081` (internal) and `listener_8090` (Knative's
+// ingress probes, external routes), route configurations `external_services` and
+// `internal_services`, one virtual host per Host with domains [host, host:*], weighted
+// clusters that append the Knative headers, websocket upgrades, KIngress probe routes, and
+// the `internalkourier` virtual host for the gateway's readiness check.
 // Unlike Kourier, clusters are EDS over ADS with one locality per Kubernetes node, weighted
 // from the gateway's node by the shared cost model.
 import { localityShares, type LocalityPreference, type LocalityShare } from '../cluster/cost.js';
@@ -17,15 +19,25 @@ import type { JsonObject } from './protojson.js';
 
 export const EXTERNAL_LISTENER = 'listener_8080';
 export const INTERNAL_LISTENER = 'listener_8081';
+/** Where Knative's ingress status prober probes external rules (Kourier serves the external routes there). */
+export const PROBE_LISTENER = 'listener_8090';
 export const EXTERNAL_ROUTES = 'external_services';
 export const INTERNAL_ROUTES = 'internal_services';
+/** Host of the gateway's readiness check (`GET /ready` on the internal listener), as net-kourier names it. */
+export const GATEWAY_STATUS_HOST = 'internalkourier';
+/** The gateway bootstrap's static cluster for Envoy's own admin (deploy/components/gateway/envoy-bootstrap.yaml). */
+export const GATEWAY_ADMIN_CLUSTER = 'envoy_admin';
+/** Knative's probe header: `override` on the probe, the KIngress hash once a gateway route has tagged it. */
+export const NETWORK_HASH_HEADER = 'K-Network-Hash';
+export const NETWORK_HASH_OVERRIDE = 'override';
 
 export interface BuildOptions {
   /** Port of the node-local chikai proxy, the endpoint of revisions with no ready pod. */
   readonly proxyPort: number;
-  /** Ports Envoy's Kourier listeners bind (Kourier: 8080 external, 8081 internal). */
+  /** Ports Envoy's Kourier listeners bind (Kourier: 8080 external, 8081 internal, 8090 probe). */
   readonly externalPort?: number;
   readonly internalPort?: number;
+  readonly probePort?: number;
   /**
    * Address the Kourier listeners bind on a gateway node (default 0.0.0.0, as Kourier's).
    * Emulated nodes share one host, so each gateway binds its node's own address there.
@@ -281,10 +293,44 @@ function virtualHost(host: string, targets: readonly TrafficTarget[]): JsonObjec
 }
 
 /**
+ * The readiness check net-kourier gives its gateways: `GET /ready` with Host
+ * `internalkourier` on the internal listener, answered by the gateway's own Envoy admin
+ * (200 once its first ADS round is in). Only that one exact path reaches the admin.
+ */
+function gatewayStatusVirtualHost(): JsonObject {
+  return {
+    name: GATEWAY_STATUS_HOST,
+    domains: [GATEWAY_STATUS_HOST],
+    routes: [{
+      match: { path: '/ready', headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
+      route: { cluster: GATEWAY_ADMIN_CLUSTER, timeout: '5s' },
+    }],
+  };
+}
+
+/**
+ * Knative's ingress.InsertProbe, as Kourier applies it before translating a rule: for every
+ * path a copy, placed first, that matches `K-Network-Hash: override` and overwrites that
+ * header with the KIngress hash on its way to the same splits. The backend (queue-proxy, or
+ * chikai's proxy for a revision at zero) echoes it, which tells the prober this gateway
+ * serves this version of the KIngress.
+ */
+function withProbePaths(paths: readonly IngressPath[], hash: string | undefined): readonly IngressPath[] {
+  if (hash === undefined) return paths;
+  const probes = paths.map((p) => ({
+    ...p,
+    headers: { ...p.headers, [NETWORK_HASH_HEADER]: NETWORK_HASH_OVERRIDE },
+    appendHeaders: { ...p.appendHeaders, [NETWORK_HASH_HEADER]: hash },
+  }));
+  return [...probes, ...paths];
+}
+
+/**
  * A KIngress rule as one virtual host, the way Kourier translates it: a route per path
  * (prefix, exact header matches), weighted clusters for the traffic split with the
- * path's and the split's headers appended. Splits that name no revision (an ExternalName
- * service, say) have no cluster here and are left out; a path left with none is dropped.
+ * path's and the split's headers appended, each path's probe copy first. Splits that name
+ * no revision (an ExternalName service, say) have no cluster here and are left out; a path
+ * left with none is dropped, its probe copy too (the prober then sees 404 and retries).
  */
 function ingressVirtualHost(snap: ClusterSnapshot, ingress: IngressRoutes, ruleIndex: number, rule: IngressRule): JsonObject | undefined {
   const headerList = (h: Readonly<Record<string, string>>) => Object.entries(h).map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
@@ -310,7 +356,7 @@ function ingressVirtualHost(snap: ClusterSnapshot, ingress: IngressRoutes, ruleI
       ...(Object.keys(path.appendHeaders).length > 0 ? { request_headers_to_add: headerList(path.appendHeaders) } : {}),
     };
   };
-  const routes = rule.paths.map(route).filter((r): r is JsonObject => r !== undefined);
+  const routes = withProbePaths(rule.paths, ingress.hash).map(route).filter((r): r is JsonObject => r !== undefined);
   if (routes.length === 0 || rule.hosts.length === 0) return undefined;
   const hosts = rule.hosts.map((h) => h.toLowerCase());
   return {
@@ -327,7 +373,7 @@ function ingressVirtualHosts(snap: ClusterSnapshot, ingresses: readonly IngressR
   const hosts = new Set<string>();
   // Envoy refuses a route configuration where two virtual hosts claim one domain: the first
   // KIngress (by key) keeps it.
-  const claimed = { external: new Set<string>(), internal: new Set<string>() };
+  const claimed = { external: new Set<string>(), internal: new Set<string>([GATEWAY_STATUS_HOST]) };
   const take = (which: 'external' | 'internal', vh: JsonObject): JsonObject | undefined => {
     const domains = (vh.domains as string[]).filter((d) => !claimed[which].has(d));
     if (domains.length === 0) return undefined;
@@ -379,12 +425,14 @@ export function buildNodeResources(
   }
   const routes: JsonObject[] = [
     { name: EXTERNAL_ROUTES, virtual_hosts: externalHosts },
-    { name: INTERNAL_ROUTES, virtual_hosts: internalHosts },
+    { name: INTERNAL_ROUTES, virtual_hosts: [...internalHosts, gatewayStatusVirtualHost()] },
   ];
   const bindAddress = opts.listenerAddress?.(gatewayNode) ?? '0.0.0.0';
   const listeners: BuiltListener[] = [
     { listener: gatewayListener(EXTERNAL_LISTENER, bindAddress, opts.externalPort ?? 8080, 'external', EXTERNAL_ROUTES), inWildcard: true },
     { listener: gatewayListener(INTERNAL_LISTENER, bindAddress, opts.internalPort ?? 8081, 'internal', INTERNAL_ROUTES), inWildcard: true },
+    // Kourier's probe listener serves the external routes, so external rules are probed there.
+    { listener: gatewayListener(PROBE_LISTENER, bindAddress, opts.probePort ?? 8090, 'probe', EXTERNAL_ROUTES), inWildcard: true },
     ...apiHosts.map((h) => ({ listener: apiListener(h), inWildcard: false })),
   ];
   return { clusters, endpoints, listeners, routes };

@@ -37,8 +37,8 @@ export interface XdsServerOptions {
   readonly recomputeMs?: number;
   /** Locality weight change (points of 1..100) below which EDS is not re-pushed (default 5). */
   readonly weightChangeThreshold?: number;
-  /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal). */
-  readonly gatewayPorts?: { readonly external: number; readonly internal: number };
+  /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal, 8090 probe). */
+  readonly gatewayPorts?: { readonly external: number; readonly internal: number; readonly probe?: number };
   /** Address the Kourier listeners bind on each gateway node (default 0.0.0.0, as Kourier's). */
   readonly gatewayListenerAddress?: (gatewayNode: string | undefined) => string;
   /** Accept the gateways' load reports (Envoy LRS) on the ADS port and hand each one here. */
@@ -81,6 +81,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       proxyPort: opts.proxyPort,
       externalPort: opts.gatewayPorts?.external,
       internalPort: opts.gatewayPorts?.internal,
+      probePort: opts.gatewayPorts?.probe,
       listenerAddress: opts.gatewayListenerAddress,
       preference: opts.preference,
     },

@@ -6,6 +6,7 @@
 //
 // Routes (any method):
 //   K-Network-Probe: <any> or GET /healthz  → 200 `queue` (503 `not ready` after setReady(false))
+//   K-Network-Probe: probe                  → 200 echoing K-Network-Hash (400 without one), as queue-proxy
 //   /echo                                   → streams the request body back as it arrives
 //   /count                                  → {"bytes": n} after consuming the body
 //   /headers                                → JSON of the request headers received
@@ -272,6 +273,13 @@ export class EmulatedPod {
 
   private answerProbe(req: http.IncomingMessage, res: http.ServerResponse): void {
     req.resume();
+    // Knative's ingress status probe, as queue-proxy answers it: echo the hash the gateway appended.
+    if (req.headers['k-network-probe'] === 'probe') {
+      const hash = req.headersDistinct['k-network-hash']?.[0];
+      res.writeHead(hash ? 200 : 400, hash ? { 'k-network-hash': hash, 'content-length': 0 } : { 'content-length': 0 });
+      res.end();
+      return;
+    }
     const ok = this.isReady;
     const body = ok ? 'queue' : 'not ready';
     res.writeHead(ok ? 200 : 503, {
