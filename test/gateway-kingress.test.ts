@@ -63,6 +63,16 @@ t.test('a KIngress traffic split is Envoy\'s weighted routing, within a few poin
   };
   t.equal(await weightsInEnvoy(), 'default/hello-00001 80, default/hello-00002 20', 'node3\'s Envoy routes the public host by the KIngress split');
 
+  // Knative's ingress prober, as net-kourier-controller runs it against each gateway: on the
+  // probe listener, the override path answers with this KIngress's hash.
+  const hash = source.ingresses()[0]?.hash;
+  t.match(hash, /^[0-9a-f]{64}$/, 'the KIngress has its hash');
+  const probeUrl = `http://${stack.model.current.node('node3')?.address}:${stack.gateways?.ports.probe}/healthz`;
+  const probe = await request(probeUrl, { headers: { host: HOST, 'k-network-probe': 'probe', 'k-network-hash': 'override', 'user-agent': 'Knative-Ingress-Probe' } });
+  await probe.body.dump();
+  t.equal(probe.statusCode, 200, 'the probe through node3\'s listener_8090 is answered');
+  t.equal(probe.headers['k-network-hash'], hash, 'with the KIngress hash: the prober would mark this gateway ready');
+
   const measure = async (n: number) => {
     const load = new ClosedLoopLoad(`${stack.gatewayUrl('node3')}/`, HOST, 8, revisionOf).start();
     await poll(`${n} requests`, () => (load.all.total >= n ? true : undefined), 1200, 50);

@@ -91,7 +91,7 @@ t.test('every resource chikai serves is ACKed by each gateway\'s Envoy and held 
     const haveEds = list(section(have, 'EndpointsConfigDump')['dynamic_endpoint_configs']).map((c) => c['endpoint_config'] as Obj);
     t.same(localities(haveEds), localities(wantEds), `${node}: Envoy's assignments have chikai's localities, priorities and weights`);
     const wantListeners = list(section(want, 'ListenersConfigDump')['dynamic_listeners']).filter((l) => !((l['active_state'] as Obj)['listener'] as Obj)['api_listener']).map((l) => String(l['name'])).sort();
-    t.same(wantListeners, ['listener_8080', 'listener_8081']);
+    t.same(wantListeners, ['listener_8080', 'listener_8081', 'listener_8090']);
     const haveListeners = list(section(have, 'ListenersConfigDump')['dynamic_listeners']);
     t.same(haveListeners.filter((l) => l['active_state']).map((l) => String(l['name'])).sort(), wantListeners, `${node}: Envoy's active listeners`);
     for (const l of haveListeners) {
@@ -102,6 +102,9 @@ t.test('every resource chikai serves is ACKed by each gateway\'s Envoy and held 
     t.same(wantRoutes, ['external_services', 'internal_services']);
     t.same(list(section(have, 'RoutesConfigDump')['dynamic_route_configs']).map((r) => String((r['route_config'] as Obj)['name'])).sort(), wantRoutes, `${node}: Envoy's route configurations`);
   }
+  // net-kourier's readiness check of a gateway pod, through the internal listener.
+  const ready = await request(stack.gateways!.gateway('node3').internalUrl + '/ready', { headers: { host: 'internalkourier' } });
+  t.equal(`${ready.statusCode} ${(await ready.body.text()).trim()}`, '200 LIVE', 'GET /ready with Host internalkourier: Envoy\'s admin says LIVE');
   const clients = (await getJson(`http://${xdsAdmin()}/clients`))['clients'] as { view: string; types: Record<string, { acked_version?: string; sent_version?: string; nacked?: unknown }> }[];
   t.same(clients.map((c) => c.view).sort(), NODES, 'one ADS stream per gateway, each with its own node\'s view');
   for (const c of clients) {
