@@ -33,7 +33,7 @@ export interface PodSpec {
 }
 
 export interface ProxySettings {
-  /** HTTP port of every node proxy (Knative activator: 8012; chikai demo: 8080). */
+  /** HTTP port of every node proxy (the Knative activator's, 8012). */
   readonly port: number;
   readonly adminPort: number;
   readonly policy: string;
@@ -60,7 +60,7 @@ export interface ClusterFile {
   readonly queue: unknown;
 }
 
-export const DEFAULT_PROXY: ProxySettings = { port: 8080, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15 };
+export const DEFAULT_PROXY: ProxySettings = { port: 8012, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15 };
 export const DEFAULT_XDS: XdsSettings = { listen: { host: '127.0.0.1', port: 18000 }, admin: { host: '127.0.0.1', port: 18080 } };
 
 type Path = (string | number)[];

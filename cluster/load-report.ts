@@ -100,6 +100,8 @@ export class ReportedLoad implements LoadView {
   private readonly peersByReporter = new Map<string, Map<string, PeerReport>>();
   /** Per pod, each reporter's latest non-idle report. */
   private readonly podsByName = new Map<string, Map<string, PodReport>>();
+  /** Per reporter, the pods it has a non-idle report for. */
+  private readonly podsOf = new Map<string, Set<string>>();
   private readonly listeners = new Set<(change: LoadChange) => void>();
   private pending: { pods: Set<string>; fromNodes: Set<string> } | undefined;
 
@@ -107,9 +109,14 @@ export class ReportedLoad implements LoadView {
 
   /** Reporters with something on record. */
   reporters(): string[] {
-    const out = new Set(this.peersByReporter.keys());
-    for (const byReporter of this.podsByName.values()) for (const r of byReporter.keys()) out.add(r);
-    return [...out];
+    return [...new Set([...this.peersByReporter.keys(), ...this.podsOf.keys()])];
+  }
+
+  /** Replaces everything `reporter` said about pods with `pods` (a reporter whose every report is complete). */
+  replace(reporter: string, pods: ReadonlyMap<string, PodReport>): void {
+    const gone = new Map<string, PodReport>();
+    for (const pod of this.podsOf.get(reporter) ?? []) if (!pods.has(pod)) gone.set(pod, { inFlight: 0 });
+    this.apply(reporter, { peers: new Map(), pods: new Map([...gone, ...pods]) });
   }
 
   /** Applies what `reporter` says changed. */
@@ -125,9 +132,13 @@ export class ReportedLoad implements LoadView {
       if (isIdlePod(r)) {
         if (!byReporter?.delete(reporter)) continue;
         if (byReporter.size === 0) this.podsByName.delete(pod);
+        this.unindex(reporter, pod);
       } else {
         if (!byReporter) this.podsByName.set(pod, (byReporter = new Map()));
         byReporter.set(reporter, r);
+        let mine = this.podsOf.get(reporter);
+        if (!mine) this.podsOf.set(reporter, (mine = new Set()));
+        mine.add(pod);
       }
       this.moved().pods.add(pod);
     }
@@ -136,18 +147,27 @@ export class ReportedLoad implements LoadView {
   /** Drops everything `reporter` said (its stream ended). */
   forget(reporter: string): void {
     if (this.peersByReporter.delete(reporter)) this.moved().fromNodes.add(reporter);
-    for (const [pod, byReporter] of this.podsByName) {
-      if (!byReporter.delete(reporter)) continue;
-      if (byReporter.size === 0) this.podsByName.delete(pod);
+    for (const pod of this.podsOf.get(reporter) ?? []) {
+      const byReporter = this.podsByName.get(pod);
+      byReporter?.delete(reporter);
+      if (byReporter?.size === 0) this.podsByName.delete(pod);
       this.moved().pods.add(pod);
     }
+    this.podsOf.delete(reporter);
+  }
+
+  private unindex(reporter: string, pod: string): void {
+    const mine = this.podsOf.get(reporter);
+    mine?.delete(pod);
+    if (mine?.size === 0) this.podsOf.delete(reporter);
   }
 
   /** Drops what anyone said about pods that `keep` rejects (they left the cluster model). */
   prune(keep: (pod: string) => boolean): void {
-    for (const pod of [...this.podsByName.keys()]) {
+    for (const [pod, byReporter] of [...this.podsByName]) {
       if (keep(pod)) continue;
       this.podsByName.delete(pod);
+      for (const reporter of byReporter.keys()) this.unindex(reporter, pod);
       this.moved().pods.add(pod);
     }
   }

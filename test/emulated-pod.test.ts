@@ -40,7 +40,8 @@ t.test('default route: Konnichiwa after the service time, with pod header and OR
   t.ok(ms >= 2.5 && ms < 50, `took the service time (${ms.toFixed(1)} ms)`);
   const load = parseOrcaHeader(res.headers[LOAD_HEADER] as string);
   t.ok(load, `ORCA header parses: ${res.headers[LOAD_HEADER]}`);
-  t.match(res.headers[LOAD_HEADER], /^TEXT cpu_utilization=[\d.]+, rps_fractional=[\d.]+, named_metrics\.in_flight=\d+, named_metrics\.capacity=2$/);
+  t.match(res.headers[LOAD_HEADER], /^TEXT cpu_utilization=[\d.]+, rps_fractional=[\d.]+, named_metrics\.in_flight=\d+, named_metrics\.capacity=2, named_metrics\.service_ms=[\d.]+$/);
+  t.equal(load!.named.service_ms, Number(res.headers[SERVICE_TIME_HEADER]), 'and the service time it drew for this request');
   t.equal(load!.cpuUtilization, 0, 'idle after answering');
   t.equal(load!.named.capacity, 2);
   t.equal(load!.named.in_flight, 0);

@@ -112,7 +112,7 @@ t.test('a load view that says what moved is read where it moved', async (t) => {
   t.pass('both reached the server');
 });
 
-t.test('a report stream from something that is not a node of the cluster is refused with the reason', async (t) => {
+t.test('a proxy report stream from a node that is not in the cluster is refused with the reason', async (t) => {
   const m = model();
   const server = await startXdsServerWithLoadReports({ model: m, listen: { host: '127.0.0.1', port: 0 }, proxyPort: 8012, log: () => undefined });
   t.teardown(() => server.close());
@@ -123,7 +123,7 @@ t.test('a report stream from something that is not a node of the cluster is refu
   const err = await new Promise<Error & { code?: number; details?: string }>((resolve) => {
     call.on('error', resolve);
     call.on('data', () => undefined);
-    call.write({ node: { id: 'stranger', locality: { sub_zone: 'node99' } } });
+    call.write({ node: { id: 'chikai-proxy/node99', cluster: 'chikai-proxy', locality: { sub_zone: 'node99' } } });
   });
   t.equal(err.code, 3, 'INVALID_ARGUMENT');
   t.match(err.details, /node\.locality\.sub_zone must name a node of the cluster.*"node99"/);

@@ -4,7 +4,8 @@
 import t, { type Test } from 'tap';
 import { configuredLoadView } from '../cluster/load.js';
 import { SnapshotBuilder } from '../xds/builder.js';
-import { InconsistentSnapshotError, NEUTRAL_VIEW, SnapshotCache, TypeSnapshot, type ResourceEntry, type ViewSnapshot } from '../xds/cache.js';
+import { InconsistentSnapshotError, NEUTRAL_VIEW, SnapshotCache, TypeSnapshot, type IngressSource, type ResourceEntry, type ViewSnapshot } from '../xds/cache.js';
+import type { IngressRoutes } from '../cluster/kubernetes/ingress.js';
 import { ResourceEncoder, isRefused } from '../xds/encoder.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE, type ResourceTypeUrl } from '../xds/protos.js';
 import type { JsonObject } from '../xds/protojson.js';
@@ -179,11 +180,23 @@ t.test('a change is sent only to the streams whose view changed; the others get 
 });
 
 t.test('SotW RDS carries only the route configuration that changed', async (t) => {
-  // No external domains: external_services has no virtual host, so a revision's timeout
+  // A KIngress with an external and a cluster-local rule: changing the cluster-local one
   // changes internal_services alone.
+  const split = { serviceNamespace: 'default', serviceName: 'hello-00001', servicePort: 80, percent: 100, appendHeaders: { 'Knative-Serving-Namespace': 'default', 'Knative-Serving-Revision': 'hello-00001' }, revision: HELLO };
+  const rule = (host: string, visibility: 'ExternalIP' | 'ClusterLocal', path: string) => ({ hosts: [host], visibility, paths: [{ path, headers: {}, rewriteHost: undefined, appendHeaders: {}, splits: [split] }] });
+  let routes: IngressRoutes[] = [];
+  const listeners = new Set<() => void>();
+  const setIngress = (localPath: string) => {
+    routes = [{
+      key: 'default/hello', namespace: 'default', name: 'hello', generation: 1, ingressClass: undefined, httpOption: 'Enabled', tls: [], hash: undefined,
+      rules: [rule('hello.example.com', 'ExternalIP', '/'), rule('hello.default.svc.cluster.local', 'ClusterLocal', localPath)],
+    }];
+    for (const l of listeners) l();
+  };
+  setIngress('/');
+  const ingresses: IngressSource = { current: () => routes, onChange: (l) => (listeners.add(l), () => listeners.delete(l)) };
   const model = testModel(2, [revision('hello', 'hello-00001')]);
-  model.update((s) => ({ ...s, externalDomains: [] }));
-  const { server, target } = await startTestServer(t, model);
+  const { server, target } = await startTestServer(t, model, { ingresses });
   const c = new SotwClient(target, testNode('node1'));
   t.teardown(() => c.close());
   const names = ['external_services', 'internal_services'];
@@ -193,7 +206,7 @@ t.test('SotW RDS carries only the route configuration that changed', async (t) =
   t.same(first.names.sort(), names, 'the first response has both');
   c.ack(first);
   await until('ACKed', () => server.clients()[0]?.types.RDS?.acked_version === first.version);
-  model.update((s) => ({ ...s, revisions: s.revisions.map((r) => ({ ...r, timeoutSeconds: 60 })) }));
+  setIngress('/api');
   const next = await c.next(ROUTE_TYPE);
   t.same(next.names, ['internal_services'], 'a change to one sends that one');
   t.not(next.version, first.version, 'under a new version');

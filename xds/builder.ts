@@ -26,7 +26,7 @@ import { NEUTRAL_VIEW, InconsistentSnapshotError, TypeSnapshot, type IngressSour
 import { ResourceEncoder, isRefused } from './encoder.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE, type ResourceTypeUrl } from './protos.js';
 import type { JsonObject } from './protojson.js';
-import { buildCluster, buildLoadAssignment, buildRouting, type BuildOptions } from './resources.js';
+import { buildCluster, buildGatewayListeners, buildLoadAssignment, buildSharedRouting, type BuildOptions } from './resources.js';
 import type { Violation } from './validate.js';
 
 export interface InvalidResource {
@@ -286,11 +286,13 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
       if (!b) clusterJson.set(key, (b = built(key, buildCluster(rev, this.opts.build))));
       return b;
     };
-    let routing: { listeners: Built[]; routes: Built[] } | undefined;
+    // Route configurations and api_listeners are the same for every gateway; Kourier's
+    // listeners are bound per gateway node.
+    let routing: { apiListeners: Built[]; routes: Built[] } | undefined;
     if (d.all || d.routes) {
-      const r = buildRouting(snap, this.opts.build, this.opts.ingresses?.current());
+      const r = buildSharedRouting(snap, this.opts.ingresses?.current());
       routing = {
-        listeners: r.listeners.map((l) => built(String(l.listener.name), l.listener, l.inWildcard)),
+        apiListeners: r.apiListeners.map((l) => built(String(l.listener.name), l.listener, l.inWildcard)),
         routes: r.routes.map((json) => built(String(json.name), json)),
       };
     }
@@ -323,7 +325,8 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
         else this.forget(plan, CLUSTER_TYPE, name, key, previous);
       }
       if (routing) {
-        for (const [type, list] of [[LISTENER_TYPE, routing.listeners], [ROUTE_TYPE, routing.routes]] as const) {
+        const listeners = [...buildGatewayListeners(gatewayNode, this.opts.build).map((l) => built(String(l.listener.name), l.listener, l.inWildcard)), ...routing.apiListeners];
+        for (const [type, list] of [[LISTENER_TYPE, listeners], [ROUTE_TYPE, routing.routes]] as const) {
           const names = new Set(list.map((b) => b.name));
           for (const b of list) resolve(type, b);
           for (const name of previous?.types.get(type)?.resources.keys() ?? []) if (!names.has(name)) this.forget(plan, type, name, key, previous);

@@ -1,19 +1,22 @@
-// The xDS server's side of the load reports: an LRS service (xds/lrs.ts) on the ADS port.
-// Every node proxy keeps one StreamLoadStats stream open to every xDS replica and sends what
-// changed each interval (proxy/load-reporter.ts); the service folds the reports into a
-// ReportedLoad, the LoadView the builder weighs localities with. A reporter's values hold
-// while its stream lives: a stream that ends, or sends nothing for 60 intervals (30 s; a
-// live reporter sends every interval, empty or not), takes its values with it and ends, so
-// the proxy reconnects and sends its whole state again. The limit is long on purpose: a
-// server busy with a thousand proxies' first reports must not mistake its own delay for
-// silent proxies and cut them all off, which would make them all send everything again.
+// The xDS server's side of the load reports: an LRS service (xds/lrs.ts) on the ADS port,
+// for two kinds of reporter. Every node proxy keeps one StreamLoadStats stream open to every
+// xDS replica and sends what changed each interval (proxy/load-reporter.ts); a proxy's
+// values hold while its stream lives: a stream that ends, or sends nothing for 60 intervals
+// (30 s; a live proxy sends every interval, empty or not), takes its values with it and
+// ends, so the proxy reconnects and sends its whole state again. The limit is long on
+// purpose: a server busy with a thousand proxies' first reports must not mistake its own
+// delay for silent proxies and cut them all off, which would make them all send everything
+// again. Every Envoy gateway reports too (its bootstrap's load_stats_config): each of its
+// reports covers one interval, so it replaces what that gateway said before, and a gateway
+// silent for four intervals no longer counts. Both go into one ReportedLoad, the LoadView
+// the builder weighs localities with.
 import { EventEmitter } from 'node:events';
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { ReportedLoad, type LoadDelta } from '../cluster/load-report.js';
 import { configuredLoadView, type LoadView } from '../cluster/load.js';
 import type { ClusterModel, ClusterSnapshot } from '../cluster/model.js';
-import { duration, lrsServiceDefinition, readClusterStats, type LoadStatsRequest, type LoadStatsResponse } from './lrs.js';
+import { PROXY_NODE_CLUSTER, duration, lrsServiceDefinition, readClusterStats, readGatewayClusterStats, type LoadStatsRequest, type LoadStatsResponse } from './lrs.js';
 import { startXdsServer, type XdsServer, type XdsServerOptions } from './server.js';
 
 export interface LoadReportServiceOptions {
@@ -33,10 +36,15 @@ export interface LoadReportServiceEvents {
 }
 
 interface ReportStream {
+  /** The proxy's node, or `gateway/<node>` for an Envoy gateway. */
   readonly reporter: string;
+  /** An Envoy gateway: complete reports per interval (else a chikai proxy: changes). */
+  readonly gateway: boolean;
   readonly call: ServerDuplexStream<LoadStatsRequest, LoadStatsResponse>;
   lastReportAt: number;
   problemsLogged: boolean;
+  /** A gateway's running service-time estimates, per pod. */
+  readonly serviceMs: Map<string, number>;
 }
 
 export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
@@ -96,7 +104,7 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
     new Counter({ name: 'chikai_xds_load_report_bytes_total', help: 'Bytes of load report messages received (protobuf)', registers: [registry], collect() { this.reset(); this.inc(service.bytesReceived); } });
   }
 
-  /** Nodes whose proxy reports now. */
+  /** Reporters with a stream now: proxies by node name, gateways as `gateway/<node>`. */
   reporters(): string[] {
     return [...this.streams.keys()].sort();
   }
@@ -111,20 +119,30 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
     call.on('data', (req: LoadStatsRequest) => {
       if (!stream) {
         const node = req.node?.locality?.sub_zone ?? '';
-        if (!this.opts.model.current.node(node)) {
+        const gateway = req.node?.cluster !== PROXY_NODE_CLUSTER;
+        if (!gateway && !this.opts.model.current.node(node)) {
           call.emit('error', { code: status.INVALID_ARGUMENT, details: `load reports: node.locality.sub_zone must name a node of the cluster (the reporting proxy's node), got ${JSON.stringify(node.slice(0, 100))}` });
           return;
         }
-        const before = this.streams.get(node);
-        // A proxy that reconnects starts over: what it said on the old stream is replaced.
-        if (before) this.drop(before, 'replaced by a newer stream from the same proxy');
-        stream = { reporter: node, call, lastReportAt: this.now(), problemsLogged: false };
-        this.streams.set(node, stream);
+        const reporter = gateway ? `gateway/${node || req.node?.id || call.getPeer()}` : node;
+        const before = this.streams.get(reporter);
+        // A reporter that reconnects starts over: what it said on the old stream is replaced.
+        if (before) this.drop(before, 'replaced by a newer stream from the same reporter');
+        stream = { reporter, gateway, call, lastReportAt: this.now(), problemsLogged: false, serviceMs: new Map() };
+        this.streams.set(reporter, stream);
         call.write({ send_all_clusters: true, report_endpoint_granularity: true, load_reporting_interval: duration(this.intervalMs) });
+        if (gateway) return;
       }
       if (this.streams.get(stream.reporter) !== stream) return;
       stream.lastReportAt = this.now();
-      const { delta, problems } = readClusterStats(req.cluster_stats ?? [], this.opts.model.current);
+      const snap = this.opts.model.current;
+      if (stream.gateway) {
+        const pods = readGatewayClusterStats(req.cluster_stats ?? [], snap, stream.serviceMs);
+        this.load.replace(stream.reporter, pods);
+        this.emit('report', stream.reporter, { peers: new Map(), pods });
+        return;
+      }
+      const { delta, problems } = readClusterStats(req.cluster_stats ?? [], snap);
       if (problems.length > 0 && !stream.problemsLogged) {
         stream.problemsLogged = true;
         this.opts.log?.(`xds: load report from ${stream.reporter}'s proxy: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? ` (and ${problems.length - 3} more)` : ''}; skipped (further problems on this stream are not logged)`);
@@ -157,6 +175,11 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
     const limit = this.intervalMs * 60;
     for (const s of [...this.streams.values()]) {
       const quiet = this.now() - s.lastReportAt;
+      // A gateway's report covers one interval: after four without one, it says nothing.
+      if (s.gateway) {
+        if (quiet > this.intervalMs * 4) this.load.forget(s.reporter);
+        continue;
+      }
       if (quiet <= limit) continue;
       this.opts.log?.(`xds: no load report from ${s.reporter}'s proxy for ${quiet} ms (it reports every ${this.intervalMs} ms); its load no longer counts until it reconnects`);
       this.drop(s, `no report for ${quiet} ms`);

@@ -1,5 +1,8 @@
 // Load reports on the wire: Envoy's Load Reporting Service (envoy.service.load_stats.v3,
-// StreamLoadStats), the protocol Envoy uses to report load to its management server.
+// StreamLoadStats), the protocol Envoy uses to report load to its management server. Two
+// kinds of reporter use it on the xDS server's port: the node proxies (what they measure,
+// below) and the Envoy gateways themselves (what their own traffic does to the pods, which
+// never passes a proxy; `readGatewayClusterStats`).
 //
 // Why LRS and not a stream of our own: what a proxy reports fits its fields without
 // stretching them. A pod is an upstream endpoint of its revision's cluster (named
@@ -44,6 +47,7 @@ interface Metric {
 interface EndpointStats {
   address?: { socket_address?: { address?: string; port_value?: number } };
   total_requests_in_progress?: number;
+  total_successful_requests?: number;
   load_metric_stats?: Metric[];
 }
 
@@ -102,10 +106,13 @@ function metricValue(list: Metric[] | undefined, name: string): { present: boole
   return { present: true, value: n > 0 ? Number(m.total_metric_value ?? 0) / n : undefined };
 }
 
+/** The node cluster a chikai proxy reports as; any other reporter is taken for an Envoy gateway. */
+export const PROXY_NODE_CLUSTER = 'chikai-proxy';
+
 /** The identity a reporting proxy presents: its node as locality.sub_zone, as the gateways do. */
 export function reporterIdentity(snap: ClusterSnapshot, node: string): NodeIdentity {
   const n = snap.node(node);
-  return { id: `chikai-proxy/${node}`, cluster: 'chikai-proxy', locality: { region: n?.region ?? '', zone: n?.zone ?? '', sub_zone: node }, user_agent_name: 'chikai-proxy' };
+  return { id: `chikai-proxy/${node}`, cluster: PROXY_NODE_CLUSTER, locality: { region: n?.region ?? '', zone: n?.zone ?? '', sub_zone: node }, user_agent_name: 'chikai-proxy' };
 }
 
 /** Reporter side: the ClusterStats that carry `delta`. */
@@ -214,4 +221,47 @@ export function readClusterStats(stats: readonly ClusterStats[], snap: ClusterSn
     }
   }
   return { delta: { peers, pods }, problems };
+}
+
+/**
+ * The pods' ORCA load (`endpoint-load-metrics` response header) that Envoy passes on in its
+ * load reports (the clusters' `lrs_report_endpoint_metrics`, xds/resources.ts).
+ */
+export const GATEWAY_POD_METRICS = { inFlight: 'named_metrics.in_flight', capacity: 'named_metrics.capacity', serviceMs: 'named_metrics.service_ms' } as const;
+
+/** Weight of a new interval's service-time average in a gateway's running estimate. */
+const GATEWAY_SERVICE_ALPHA = 0.5;
+
+/**
+ * Server side, for an Envoy gateway's report: its stats cover one interval, so they are the
+ * gateway's whole state for now (the caller replaces what it said before). In flight is the
+ * pod's own ORCA count (every sender) or, without it, the gateway's requests in progress;
+ * the service time is a running average of the intervals' means, kept per gateway in
+ * `serviceMs` while the pod gets no traffic.
+ */
+export function readGatewayClusterStats(stats: readonly ClusterStats[], snap: ClusterSnapshot, serviceMs: Map<string, number>): Map<string, PodReport> {
+  const pods = new Map<string, PodReport>();
+  const byAddress = endpointsByAddress(snap);
+  for (const c of stats) {
+    for (const l of c.upstream_locality_stats ?? []) {
+      for (const ep of l.upstream_endpoint_stats ?? []) {
+        const sa = ep.address?.socket_address;
+        // A node proxy (a revision without ready pods), or a pod gone meanwhile: not a pod's load.
+        const e = byAddress.get(`${c.cluster_name ?? ''}|${sa?.address ?? ''}:${sa?.port_value ?? 0}`);
+        if (!e) continue;
+        const service = metricValue(ep.load_metric_stats, GATEWAY_POD_METRICS.serviceMs).value;
+        if (service !== undefined) {
+          const prev = serviceMs.get(e.pod);
+          serviceMs.set(e.pod, prev === undefined ? service : prev + GATEWAY_SERVICE_ALPHA * (service - prev));
+        }
+        const capacity = metricValue(ep.load_metric_stats, GATEWAY_POD_METRICS.capacity).value;
+        const inFlight = metricValue(ep.load_metric_stats, GATEWAY_POD_METRICS.inFlight).value ?? Number(ep.total_requests_in_progress ?? 0);
+        pods.set(e.pod, capacity === undefined ? { inFlight } : { inFlight, capacity });
+      }
+    }
+  }
+  const live = new Set(snap.state.endpoints.map((e) => e.pod));
+  for (const pod of serviceMs.keys()) if (!live.has(pod)) serviceMs.delete(pod);
+  for (const [pod, serviceTimeMs] of serviceMs) pods.set(pod, { ...(pods.get(pod) ?? { inFlight: 0 }), serviceTimeMs });
+  return pods;
 }

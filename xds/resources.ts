@@ -14,6 +14,7 @@ import { localityShares, type LocalityPreference, type LocalityShare } from '../
 import { podCostInputs, type LoadView } from '../cluster/load.js';
 import { hostsOf, revisionKey, type ClusterSnapshot, type EndpointInfo, type NodeInfo, type RevisionInfo } from '../cluster/model.js';
 import type { IngressPath, IngressRoutes, IngressRule } from '../cluster/kubernetes/ingress.js';
+import { GATEWAY_POD_METRICS } from './lrs.js';
 import { HCM_TYPE, HTTP_PROTOCOL_OPTIONS_TYPE, ROUTER_TYPE } from './protos.js';
 import type { JsonObject } from './protojson.js';
 
@@ -38,6 +39,11 @@ export interface BuildOptions {
   readonly externalPort?: number;
   readonly internalPort?: number;
   readonly probePort?: number;
+  /**
+   * Address the Kourier listeners bind on a gateway node (default 0.0.0.0, as Kourier's).
+   * Emulated nodes share one host, so each gateway binds its node's own address there.
+   */
+  readonly listenerAddress?: (gatewayNode: string | undefined) => string;
   readonly connectTimeout?: string;
   readonly preference?: LocalityPreference;
 }
@@ -80,6 +86,9 @@ export function buildCluster(rev: RevisionInfo, opts: BuildOptions): JsonObject 
       // them traffic, even when most of a priority is unready.
       healthy_panic_threshold: { value: 0 },
     },
+    // The pods' ORCA load that Envoy passes on in its load reports (xds/lrs.ts): the
+    // gateways' own traffic then moves the weights.
+    lrs_report_endpoint_metrics: Object.values(GATEWAY_POD_METRICS),
   };
   if (rev.protocol === 'h2c') {
     cluster.typed_extension_protocol_options = {
@@ -201,10 +210,13 @@ function connectionManager(statPrefix: string, routeConfigName: string): JsonObj
   };
 }
 
-function gatewayListener(name: string, port: number, statPrefix: string, routeConfigName: string): JsonObject {
+function gatewayListener(name: string, address: string, port: number, statPrefix: string, routeConfigName: string): JsonObject {
   return {
     name,
-    address: { socket_address: { address: '0.0.0.0', port_value: port } },
+    address: { socket_address: { address, port_value: port } },
+    // On an address of its own the gateway shares its host with others: a port another
+    // process holds must fail the bind (a NACK naming it), not be shared via SO_REUSEPORT.
+    ...(address === '0.0.0.0' || address === '::' ? {} : { enable_reuse_port: false }),
     filter_chains: [{
       filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: connectionManager(statPrefix, routeConfigName) }],
     }],
@@ -227,26 +239,22 @@ interface TrafficTarget {
 
 /**
  * Hosts and where their traffic goes. The cluster model has no traffic-split percentages
- * yet, so each host routes 100 % to the revision the model serves it with
- * (`revisionForHost`), the same answer the node proxy gives.
+ * and no visibility yet, so each host routes 100 % to the revision the model serves it with
+ * (`revisionForHost`), the same answer the node proxy gives, on both gateways: without a
+ * KIngress saying a host is cluster-local, every host is reachable on the external one too
+ * (the demo's `curl -H 'Host: hello.default.svc.cluster.local' <node>:8080`).
  */
-function hostTargets(snap: ClusterSnapshot): { internal: Map<string, TrafficTarget[]>; external: Set<string> } {
-  const internal = new Map<string, TrafficTarget[]>();
-  const external = new Set<string>();
+function hostTargets(snap: ClusterSnapshot): Map<string, TrafficTarget[]> {
+  const targets = new Map<string, TrafficTarget[]>();
   const { domain, externalDomains } = snap.state;
   for (const rev of snap.revisions) {
-    const all = hostsOf(rev, domain, externalDomains);
-    const base = `${rev.service}.${rev.namespace}`;
-    const publicHosts = new Set([...externalDomains.map((d) => `${base}.${d}`), ...rev.hosts].map((h) => h.toLowerCase()));
-    for (const host of all) {
-      if (internal.has(host)) continue;
+    for (const host of hostsOf(rev, domain, externalDomains)) {
+      if (targets.has(host)) continue;
       const served = snap.revisionForHost(host);
-      if (!served) continue;
-      internal.set(host, [{ revision: served, percent: 100 }]);
-      if (publicHosts.has(host)) external.add(host);
+      if (served) targets.set(host, [{ revision: served, percent: 100 }]);
     }
   }
-  return { internal, external };
+  return targets;
 }
 
 function virtualHost(host: string, targets: readonly TrafficTarget[]): JsonObject {
@@ -378,17 +386,19 @@ function ingressVirtualHosts(snap: ClusterSnapshot, ingresses: readonly IngressR
   return { external, internal, hosts: [...hosts] };
 }
 
-/** A gateway's listeners and route configurations (the same for every view today). */
-export interface Routing {
-  readonly listeners: BuiltListener[];
+/** What every gateway shares: the route configurations, and the hosts proxyless gRPC clients resolve. */
+export interface SharedRouting {
   readonly routes: JsonObject[];
+  /** One `api_listener` per host, served by name only. */
+  readonly apiListeners: BuiltListener[];
 }
 
 /**
- * The gateway's listeners and route configurations. Routes come from the KIngresses when a
- * Kubernetes source supplies them (`ingresses`), else from the model's revisions and their hosts.
+ * The route configurations and api_listeners, the same for every gateway. Routes come from
+ * the KIngresses when a Kubernetes source supplies them (`ingresses`), else from the model's
+ * revisions and their hosts.
  */
-export function buildRouting(snap: ClusterSnapshot, opts: BuildOptions, ingresses?: readonly IngressRoutes[]): Routing {
+export function buildSharedRouting(snap: ClusterSnapshot, ingresses?: readonly IngressRoutes[]): SharedRouting {
   let externalHosts: JsonObject[];
   let internalHosts: JsonObject[];
   let apiHosts: string[];
@@ -398,29 +408,34 @@ export function buildRouting(snap: ClusterSnapshot, opts: BuildOptions, ingresse
     internalHosts = v.internal;
     apiHosts = v.hosts;
   } else {
-    const { internal, external } = hostTargets(snap);
-    externalHosts = [...external].map((h) => virtualHost(h, internal.get(h) ?? []));
-    // The internal gateway serves every host, cluster-local and public, as Kourier's does.
-    internalHosts = [...internal].map(([h, t]) => virtualHost(h, t));
-    apiHosts = [...internal.keys()];
+    const targets = hostTargets(snap);
+    internalHosts = [...targets].map(([h, t]) => virtualHost(h, t));
+    externalHosts = internalHosts;
+    apiHosts = [...targets.keys()];
   }
   const routes: JsonObject[] = [
     { name: EXTERNAL_ROUTES, virtual_hosts: externalHosts },
     { name: INTERNAL_ROUTES, virtual_hosts: [...internalHosts, gatewayStatusVirtualHost()] },
   ];
-  const listeners: BuiltListener[] = [
-    { listener: gatewayListener(EXTERNAL_LISTENER, opts.externalPort ?? 8080, 'external', EXTERNAL_ROUTES), inWildcard: true },
-    { listener: gatewayListener(INTERNAL_LISTENER, opts.internalPort ?? 8081, 'internal', INTERNAL_ROUTES), inWildcard: true },
-    // Kourier's probe listener serves the external routes, so external rules are probed there.
-    { listener: gatewayListener(PROBE_LISTENER, opts.probePort ?? 8090, 'probe', EXTERNAL_ROUTES), inWildcard: true },
-    ...apiHosts.map((h) => ({ listener: apiListener(h), inWildcard: false })),
-  ];
-  return { listeners, routes };
+  return { routes, apiListeners: apiHosts.map((h) => ({ listener: apiListener(h), inWildcard: false })) };
 }
 
-export interface NodeResources extends Routing {
+/** Kourier's listeners of the gateway on `gatewayNode`, bound where its node says. */
+export function buildGatewayListeners(gatewayNode: string | undefined, opts: BuildOptions): BuiltListener[] {
+  const bindAddress = opts.listenerAddress?.(gatewayNode) ?? '0.0.0.0';
+  return [
+    { listener: gatewayListener(EXTERNAL_LISTENER, bindAddress, opts.externalPort ?? 8080, 'external', EXTERNAL_ROUTES), inWildcard: true },
+    { listener: gatewayListener(INTERNAL_LISTENER, bindAddress, opts.internalPort ?? 8081, 'internal', INTERNAL_ROUTES), inWildcard: true },
+    // Kourier's probe listener serves the external routes, so external rules are probed there.
+    { listener: gatewayListener(PROBE_LISTENER, bindAddress, opts.probePort ?? 8090, 'probe', EXTERNAL_ROUTES), inWildcard: true },
+  ];
+}
+
+export interface NodeResources {
   readonly clusters: JsonObject[];
   readonly endpoints: JsonObject[];
+  readonly listeners: BuiltListener[];
+  readonly routes: JsonObject[];
 }
 
 /** Everything one gateway node is served, in one piece (the builder makes the same parts piecewise). */
@@ -433,5 +448,6 @@ export function buildNodeResources(
 ): NodeResources {
   const clusters = snap.revisions.map((r) => buildCluster(r, opts));
   const endpoints = snap.revisions.map((r) => buildLoadAssignment(snap, load, r, gatewayNode, opts));
-  return { clusters, endpoints, ...buildRouting(snap, opts, ingresses) };
+  const shared = buildSharedRouting(snap, ingresses);
+  return { clusters, endpoints, routes: shared.routes, listeners: [...buildGatewayListeners(gatewayNode, opts), ...shared.apiListeners] };
 }

@@ -44,6 +44,8 @@ export interface XdsServerOptions {
   readonly settleMs?: number;
   /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal, 8090 probe). */
   readonly gatewayPorts?: { readonly external: number; readonly internal: number; readonly probe?: number };
+  /** Address the Kourier listeners bind on each gateway node (default 0.0.0.0, as Kourier's). */
+  readonly gatewayListenerAddress?: (gatewayNode: string | undefined) => string;
   readonly preference?: LocalityPreference;
   /** Why the model is not ready to serve (e.g. the Kubernetes source still listing); /readyz fails meanwhile. */
   readonly notReady?: () => string | undefined;
@@ -92,6 +94,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       externalPort: opts.gatewayPorts?.external,
       internalPort: opts.gatewayPorts?.internal,
       probePort: opts.gatewayPorts?.probe,
+      listenerAddress: opts.gatewayListenerAddress,
       preference: opts.preference,
     },
   });
@@ -217,7 +220,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
           clearTimeout(timer);
           resolve();
         });
-        // Open ADS streams never end on their own; closing them lets tryShutdown finish.
+        // Open ADS and LRS streams never end on their own; closing them lets tryShutdown finish.
         for (const s of streams) s.end();
       });
       await admin?.close();

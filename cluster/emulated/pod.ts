@@ -172,11 +172,15 @@ export class EmulatedPod {
     return sum / (RPS_WINDOW_MS / 1000);
   }
 
-  /** The ORCA load report stamped on every response. */
-  loadHeader(): string {
+  /**
+   * The ORCA load report stamped on every response; a response that did work also carries
+   * how long it took (`service_ms`), which Envoy passes on in its load reports.
+   */
+  loadHeader(serviceMs?: number): string {
     return (
       `TEXT cpu_utilization=${round(this.busySlots / this.capacity)}, rps_fractional=${round(this.recentRps())}, ` +
-      `named_metrics.in_flight=${this.inFlight}, named_metrics.capacity=${this.capacity}`
+      `named_metrics.in_flight=${this.inFlight}, named_metrics.capacity=${this.capacity}` +
+      (serviceMs === undefined ? '' : `, named_metrics.service_ms=${round(serviceMs)}`)
     );
   }
 
@@ -316,7 +320,7 @@ export class EmulatedPod {
           res.writeHead(200, {
             'content-type': 'text/plain; charset=utf-8',
             'content-length': Buffer.byteLength(text),
-            [LOAD_HEADER]: this.loadHeader(),
+            [LOAD_HEADER]: this.loadHeader(ms),
             [SERVICE_TIME_HEADER]: String(round(ms)),
             [HELD_TIME_HEADER]: String(round(performance.now() - granted)),
           });
