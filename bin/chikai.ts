@@ -13,9 +13,9 @@ import { SOURCE_FLAGS, hostPortFlag, openModelSource, sourceKind } from './sourc
 const USAGE = `usage: chikai <command> [flags]
 
 commands:
-  demo      [--cluster FILE] [--policy NAME]
+  demo      [--cluster FILE] [--policy NAME] [--map HOST:PORT]
             emulated cluster on this machine: pods, one Envoy gateway and one proxy per
-            node, the xDS server
+            node, the xDS server, the live traffic map (default http://127.0.0.1:18090/)
   proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
             [--admin HOST:PORT] [--policy NAME] [--drain-seconds N] [--autoscaler ws://HOST:PORT]
             the node proxy (activator replacement) for one node
