@@ -178,7 +178,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: bad cluster file: ${err.message}`);
     process.exit(2);
   }
-  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError', 'MonitorUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`chikai: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }

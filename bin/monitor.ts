@@ -9,8 +9,13 @@ import { dashboardQueries, hasData, prometheusMissing, query, startPrometheus, t
 import { hostPortFlag } from './sources.js';
 import { DEMO_MAP_ADDRESS } from './demo.js';
 
+/** Prometheus cannot run here. */
 export class MonitorError extends Error {
   override name = 'MonitorError';
+}
+
+export class MonitorUsageError extends Error {
+  override name = 'MonitorUsageError';
 }
 
 export async function monitorCommand(args: string[]): Promise<void> {
@@ -22,12 +27,12 @@ export async function monitorCommand(args: string[]): Promise<void> {
       'scrape-interval': { type: 'string', default: '5' },
     },
   });
-  const missing = prometheusMissing();
-  if (missing) throw new MonitorError(missing);
   const file = loadClusterFile(values.cluster);
   const listen = hostPortFlag('listen', values.listen);
   const interval = Number(values['scrape-interval']);
-  if (!Number.isInteger(interval) || interval < 1 || interval > 300) throw new MonitorError(`--scrape-interval expects whole seconds from 1 to 300, got ${JSON.stringify(values['scrape-interval'])}`);
+  if (!Number.isInteger(interval) || interval < 1 || interval > 300) throw new MonitorUsageError(`--scrape-interval expects whole seconds from 1 to 300, got ${JSON.stringify(values['scrape-interval'])}`);
+  const missing = prometheusMissing();
+  if (missing) throw new MonitorError(missing);
   const nodes = file.state.nodes;
   const targets: ScrapeTargets = {
     proxies: new Map(nodes.map((n) => [n.name, `${n.address}:${file.proxy.adminPort}`])),

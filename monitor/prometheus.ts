@@ -37,7 +37,9 @@ export function promtoolBinary(): string | undefined {
 
 /** Why Prometheus cannot run here, or undefined when it can. */
 export function prometheusMissing(): string | undefined {
-  if (!prometheusBinary()) return `prometheus is not installed (${INSTALL_HINT})`;
+  const bin = prometheusBinary();
+  if (!bin) return `prometheus is not installed (${INSTALL_HINT})`;
+  if (!existsSync(bin)) return `PROMETHEUS_BIN=${bin} does not exist (${INSTALL_HINT})`;
   if (!promtoolBinary()) return `promtool is not installed (${INSTALL_HINT})`;
   return undefined;
 }

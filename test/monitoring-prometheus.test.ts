@@ -4,7 +4,9 @@
 // data, every rule evaluates without error, every metric an alert reads exists, and
 // promtool finds nothing wrong with the proxies' and the xDS server's /metrics.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
@@ -12,6 +14,17 @@ import { startEmulatedStack, type EmulatedStack } from '../bin/stack.js';
 import { dashboardQueries, hasData, prometheusMissing, promtool, query, rulesFromDeploy, startPrometheus, type QueryResult, type RunningPrometheus } from '../monitor/prometheus.js';
 import { ClosedLoopLoad } from './fixtures/load.js';
 import { HELLO_HOST, get, sleep } from './support.js';
+
+const CHIKAI = fileURLToPath(new URL('../bin/chikai.js', import.meta.url));
+
+t.test('npm run monitor without Prometheus says what to install, before anything starts', async (t) => {
+  const r = spawnSync(process.execPath, [CHIKAI, 'monitor'], { env: { ...process.env, PROMETHEUS_BIN: '/nonexistent/prometheus' }, encoding: 'utf8', timeout: 30_000 });
+  t.equal(r.status, 3);
+  t.match(r.stderr, /chikai: PROMETHEUS_BIN=\/nonexistent\/prometheus does not exist \(apt-get install -y prometheus/);
+  const bad = spawnSync(process.execPath, [CHIKAI, 'monitor', '--scrape-interval', 'often'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(bad.status, 2, 'a bad flag is a usage error');
+  t.match(bad.stderr, /chikai: --scrape-interval expects whole seconds from 1 to 300, got "often"/);
+});
 
 const missing = prometheusMissing();
 if (missing) {
