@@ -50,21 +50,27 @@ export async function monitorCommand(args: string[]): Promise<void> {
     `the live traffic map of the demo: http://${DEMO_MAP_ADDRESS}/`,
     'Ctrl-C stops Prometheus.',
   ].join('\n'));
-  // After two scrapes: which targets answer, and how many dashboard queries have data.
-  setTimeout(() => {
-    void (async () => {
-      try {
+  // Once every target was tried: which answer, and how many dashboard queries have data.
+  void (async () => {
+    try {
+      type Target = { scrapePool: string; scrapeUrl: string; health: string; lastError: string };
+      let targets: Target[] = [];
+      for (let i = 0; i < 60; i++) {
+        await new Promise((r) => setTimeout(r, 1000));
         const res = await request(`${prometheus.url}/api/v1/targets`);
-        const body = (await res.body.json()) as { data: { activeTargets: { scrapePool: string; scrapeUrl: string; health: string; lastError: string }[] } };
-        for (const t of body.data.activeTargets) console.log(`  ${t.health.padEnd(7)} ${t.scrapePool.padEnd(16)} ${t.scrapeUrl}${t.lastError ? `  (${t.lastError})` : ''}`);
-        const qs = dashboardQueries();
-        const answered = await Promise.all(qs.map(async (q) => hasData(await query(prometheus.url, q.expr))));
-        console.log(`dashboard: ${answered.filter(Boolean).length} of ${qs.length} queries return data${answered.every(Boolean) ? '' : ' (send some load through the gateways and the proxies: the README has autocannon commands)'}`);
-      } catch (err) {
-        console.error(`could not ask Prometheus: ${(err as Error).message}`);
+        targets = ((await res.body.json()) as { data: { activeTargets: Target[] } }).data.activeTargets;
+        if (targets.length > 0 && targets.every((t) => t.health !== 'unknown')) break;
       }
-    })();
-  }, (2 * interval + 1) * 1000);
+      for (const t of targets) console.log(`  ${t.health.padEnd(7)} ${t.scrapePool.padEnd(16)} ${t.scrapeUrl}${t.lastError ? `  (${t.lastError})` : ''}`);
+      if (targets.some((t) => t.health !== 'up')) console.log('  (is the demo running? npm start)');
+      await new Promise((r) => setTimeout(r, 2 * interval * 1000));
+      const qs = dashboardQueries();
+      const answered = await Promise.all(qs.map(async (q) => hasData(await query(prometheus.url, q.expr))));
+      console.log(`dashboard: ${answered.filter(Boolean).length} of ${qs.length} queries return data${answered.every(Boolean) ? '' : ' so far (rates need two scrapes with traffic: send load through the gateways and the proxies, e.g. the README\'s autocannon commands)'}`);
+    } catch (err) {
+      console.error(`could not ask Prometheus: ${(err as Error).message}`);
+    }
+  })();
   let stopping = false;
   const stop = () => {
     if (stopping) return;
