@@ -2,6 +2,7 @@
 // Envoy admin, what the xDS server serves every gateway, every node proxy's /metrics),
 // turns each scrape into the map (map/model.ts), and serves the page (map/page.html), the
 // current map as JSON (/map.json) and every new map as server-sent events (/events).
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -75,13 +76,8 @@ export class TrafficMapServer {
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    this.server.listen(port, host);
+    await once(this.server, 'listening'); // rejects with the bind error
     this.running = true;
     this.tick();
     return this.server.address() as AddressInfo;
