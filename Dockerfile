@@ -35,6 +35,8 @@ COPY package.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY cluster/demo-cluster.yaml ./cluster/demo-cluster.yaml
+# The autoscaler's stat messages are encoded from this schema at run time.
+COPY proxy/stat.proto ./proxy/stat.proto
 USER 65532:65532
 EXPOSE 8012 9090 18000 18080
 # The admin port answers /healthz (proxy: 9090; xDS server: set CHIKAI_ADMIN_PORT=18080).

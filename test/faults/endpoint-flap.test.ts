@@ -10,7 +10,7 @@ import { seededRandom } from '../../cluster/emulated/network.js';
 import { NodeProxy } from '../../proxy/server.js';
 import { createPolicy } from '../../proxy/policy/index.js';
 import type { Policy } from '../../proxy/policy/policy.js';
-import { parseQueueSettings } from '../../proxy/queueing.js';
+import { DEFAULT_QUEUE_CONFIG } from '../../queue/index.js';
 import { RssSampler, heapAfterGc, report, runLoad, scale, sleep } from './support.js';
 
 const REV = 'default/hello-00001';
@@ -67,7 +67,7 @@ t.test('endpoints flapping 100×/s under load: no crash, memory flat, nothing ro
   };
   const proxy = new NodeProxy({
     model, node: 'node1', listen: { host: '127.0.1.1', port: 0 }, admin: { host: '127.0.1.1', port: 0 },
-    policy: watchedPolicy, queue: parseQueueSettings(undefined, 'test'), drainSeconds: 0, localAddress: '127.0.1.1',
+    policy: watchedPolicy, queue: DEFAULT_QUEUE_CONFIG, drainSeconds: 0, localAddress: '127.0.1.1',
   });
   await proxy.start();
   t.teardown(() => proxy.close());
