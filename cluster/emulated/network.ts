@@ -58,6 +58,8 @@ export interface NetworkStats {
   readonly peakPendingBytes: number;
   /** Bytes delivered by all relays. */
   readonly bytes: number;
+  /** Bytes held by all relays now, waiting for their delivery time. */
+  readonly queuedBytes: number;
 }
 
 const DEFAULT_MAX_PENDING = 1 << 20;
@@ -241,7 +243,7 @@ class Direction {
     this.lastDue = item.due;
     if (item.kind === 'data') {
       this.pending += item.data.length;
-      this.net.notePending(this.held);
+      this.net.noteQueued(item.data.length, this.held);
     }
     if (item.due <= now && !this.scheduled && this.head === this.queue.length && !this.dark()) {
       // No delay on this link and nothing queued ahead: pass it straight on.
@@ -279,6 +281,7 @@ class Direction {
     this.done = true;
     this.queue = [];
     this.head = 0;
+    this.net.noteQueued(-this.pending, 0);
     this.pending = 0;
     this.stopReading();
     this.net.unhold(this);
@@ -331,6 +334,7 @@ class Direction {
     switch (item.kind) {
       case 'data':
         this.pending -= item.data.length;
+        this.net.noteQueued(-item.data.length, 0);
         if (!dst.destroyed && dst.writable) {
           dst.write(item.data);
           this.net.noteDelivered(item.data.length, this.held);
@@ -428,6 +432,7 @@ export class EmulatedNetwork {
   private acceptedCount = 0;
   private peakPending = 0;
   private delivered = 0;
+  private queued = 0;
   private isClosed = false;
 
   constructor(
@@ -499,7 +504,7 @@ export class EmulatedNetwork {
   }
 
   stats(): NetworkStats {
-    return { connections: this.open, accepted: this.acceptedCount, peakPendingBytes: this.peakPending, bytes: this.delivered };
+    return { connections: this.open, accepted: this.acceptedCount, peakPendingBytes: this.peakPending, bytes: this.delivered, queuedBytes: this.queued };
   }
 
   /** Destroy every relay and connection. */
@@ -528,7 +533,8 @@ export class EmulatedNetwork {
   /** @internal */ closed(): void {
     this.open--;
   }
-  /** @internal */ notePending(held: number): void {
+  /** @internal */ noteQueued(bytes: number, held: number): void {
+    this.queued += bytes;
     if (held > this.peakPending) this.peakPending = held;
   }
   /** @internal */ noteDelivered(bytes: number, held: number): void {
