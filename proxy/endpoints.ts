@@ -108,8 +108,6 @@ export class EndpointTable {
     return out;
   }
 
-  all(): IterableIterator<EndpointState> { return this.byPod.values(); }
-
   async close(): Promise<void> {
     this.model.off('change', this.onChange);
     await Promise.all([...this.byPod.values()].map((e) => e.destroy()));

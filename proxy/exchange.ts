@@ -5,9 +5,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { ClusterSnapshot, RevisionInfo } from '../cluster/model.js';
 import type { EndpointState } from './endpoints.js';
-import type { QueueEntry } from '../queue/index.js';
+import type { QueueEntry, RequestHeaders } from '../queue/index.js';
 
-export type RequestHeaders = Record<string, string | string[]>;
+export type { RequestHeaders } from '../queue/index.js';
 export type ResponseHeaders = Record<string, string | string[] | undefined>;
 
 /** Response headers arrived from the pod, `ttfbMs` after the request was sent. */

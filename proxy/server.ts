@@ -156,7 +156,6 @@ export class NodeProxy {
 
   get address(): AddressInfo { return this.server.address() as AddressInfo; }
   get adminAddress(): AddressInfo | undefined { return this.adminServer?.address() as AddressInfo | undefined; }
-  get isDraining(): boolean { return this.lifecycle.draining; }
   /** Requests being handled now (queued, forwarded or tunnelled). */
   get activeRequests(): number { return this.lifecycle.active; }
 

@@ -53,7 +53,7 @@ export function attemptStep(d: AttemptDeps): AttemptHandler {
     const attempt = d.unanswered.begin(endpoint.node, r.x.signal);
     let result: ForwardResult;
     try {
-      result = await r.x.forward(endpoint, r.route.entry.headers as Record<string, string | string[]>, attempt.signal, (_status, headers, ttfbMs) => {
+      result = await r.x.forward(endpoint, r.route.entry.headers, attempt.signal, (_status, headers, ttfbMs) => {
         attempt.answered();
         const orca = parseOrcaHeader(headers[ORCA_HEADER]);
         d.tracker.observe(endpoint.pod, endpoint.node, ttfbMs, orca);
