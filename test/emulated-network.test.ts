@@ -7,23 +7,13 @@ import t, { type Test } from 'tap';
 import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { ClusterModel, type ClusterState } from '../cluster/model.js';
+import { clusterState } from './fixtures/cluster-state.js';
 import { EmulatedNetwork, type Exposure } from '../cluster/emulated/network.js';
 import { ManualClock } from './fixtures/clock.js';
 import { until } from './support.js';
 
 function state(latency: ClusterState['latency']): ClusterState {
-  return {
-    domain: 'cluster.local',
-    externalDomains: [],
-    nodes: [
-      { name: 'node1', region: 'cloud', zone: 'a', address: '127.0.1.1' },
-      { name: 'node2', region: 'cloud', zone: 'a', address: '127.0.1.2' },
-      { name: 'node3', region: 'edge', zone: 'e', address: '127.0.1.3' },
-    ],
-    revisions: [],
-    endpoints: [],
-    latency,
-  };
+  return clusterState({ latency, revisions: [] });
 }
 
 const PAPER = state({

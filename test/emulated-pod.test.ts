@@ -8,7 +8,8 @@ import net from 'node:net';
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import WebSocket from 'ws';
-import { ClusterModel, type ClusterState } from '../cluster/model.js';
+import { ClusterModel } from '../cluster/model.js';
+import { clusterState } from './fixtures/cluster-state.js';
 import { EmulatedPod, HELD_TIME_HEADER, LOAD_HEADER, POD_HEADER, SERVICE_TIME_HEADER } from '../cluster/emulated/pod.js';
 import { parseOrcaHeader } from '../cluster/orca.js';
 import { startEmulatedCluster } from '../cluster/emulated/cluster.js';
@@ -267,18 +268,7 @@ t.test('close() lets in-flight requests finish', async (t) => {
 
 // --- the assembled cluster ---------------------------------------------------------
 
-const STATE: ClusterState = {
-  domain: 'cluster.local',
-  externalDomains: [],
-  nodes: [
-    { name: 'node1', region: 'cloud', zone: 'cloud-a', address: '127.0.1.1' },
-    { name: 'node2', region: 'cloud', zone: 'cloud-a', address: '127.0.1.2' },
-    { name: 'node3', region: 'edge', zone: 'edge-a', address: '127.0.1.3' },
-  ],
-  revisions: [{ namespace: 'default', service: 'hello', name: 'hello-00001', hosts: [], containerConcurrency: 0, timeoutSeconds: 300, protocol: 'http1' }],
-  endpoints: [],
-  latency: { node3: { node1: { rttMs: 50, jitterMs: 0 }, node2: { rttMs: 50, jitterMs: 0 } }, node1: { node2: { rttMs: 0.5, jitterMs: 0 } } },
-};
+const STATE = clusterState({ latency: { node3: { node1: { rttMs: 50, jitterMs: 0 }, node2: { rttMs: 50, jitterMs: 0 } }, node1: { node2: { rttMs: 0.5, jitterMs: 0 } } } });
 
 /** GET through the network as a client on `fromAddress`. */
 async function getFrom(fromAddress: string, host: string, port: number, path = '/'): Promise<{ status: number; body: string }> {

@@ -11,6 +11,7 @@ import {
   type WaitOutcome,
 } from '../queue/index.js';
 import { ManualClock } from './fixtures/clock.js';
+import { parseClusterFile } from '../cluster/config.js';
 
 let counter = 0;
 function entry(over: Partial<QueueEntry> = {}): QueueEntry {
@@ -407,4 +408,23 @@ t.test('config: mistakes name the source, the field and what was expected', asyn
   for (const [raw, message] of cases) {
     t.throws(() => parseQueueConfig(raw, 'cluster.yaml'), { name: 'ConfigError', message }, JSON.stringify(raw));
   }
+});
+
+t.test('config: a mistake in the cluster file\'s queue section names file:line and the field', async (t) => {
+  const yaml = [
+    'nodes: [{ name: node1, address: 127.0.1.1 }]',
+    'revisions: [{ service: hello, name: hello-00001 }]',
+    'queue:',
+    '  ordering: priority',
+    '  hooks:',
+    '    pop:',
+    '      - { set: { a: x } }',
+    '      - { set: { b: "${nope}" } }',
+  ].join('\n');
+  t.throws(() => parseClusterFile(yaml, 'my.yaml'), { name: 'ConfigError', message: /^my\.yaml:8: queue\.hooks\.pop\[1\]\.set\.b: expected only the template variables/ });
+  t.throws(() => parseClusterFile(yaml.replace('ordering: priority', 'ordering: lifo'), 'my.yaml'), { message: /^my\.yaml:4: queue\.ordering: expected one of fifo, priority, deadline/ });
+  t.throws(() => parseClusterFile(yaml.replace('  ordering: priority', '  maxdepth: 3'), 'my.yaml'), { message: /^my\.yaml:4: queue\.maxdepth: expected only the fields ordering, maxDepth/ });
+  const ok = parseClusterFile(yaml.replace('${nope}', '${waitMs}'), 'my.yaml');
+  t.equal(ok.queue.ordering, 'priority', 'the file carries the parsed queue settings');
+  t.equal(ok.queue.hooks.pop.length, 2);
 });

@@ -2,21 +2,12 @@
 // median of the last samples, passive samples pulling the estimate down, a silent peer
 // marked unreachable after 2.5 s (checked every 250 ms) and reachable again when it answers.
 import t from 'tap';
-import { ClusterModel, type ClusterState } from '../cluster/model.js';
+import { ClusterModel } from '../cluster/model.js';
+import { clusterState } from './fixtures/cluster-state.js';
 import { RttProber, type ProbeTransport } from '../proxy/rtt.js';
 import { ManualClock, settle } from './fixtures/clock.js';
 
-const STATE: ClusterState = {
-  domain: 'cluster.local',
-  externalDomains: [],
-  nodes: [
-    { name: 'node1', region: 'r', zone: 'z', address: '127.0.1.1' },
-    { name: 'node2', region: 'r', zone: 'z', address: '127.0.1.2' },
-  ],
-  revisions: [],
-  endpoints: [],
-  latency: {},
-};
+const STATE = clusterState({ nodes: 2, revisions: [] });
 
 /** Probes wait until the test answers them; each answer says how long the round trip took. */
 class ScriptedPeers implements ProbeTransport {

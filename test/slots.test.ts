@@ -8,23 +8,11 @@ import { LocalOnlyPolicy } from '../proxy/policy/local-only.js';
 import type { Policy } from '../proxy/policy/policy.js';
 import { NoEligibleEndpointError, ORCA_TTL_MS, PodSlots, REFRESH_MS } from '../proxy/slots.js';
 import { configuredLoadView } from '../cluster/load.js';
+import { REV, clusterState, endpoint, hello } from './fixtures/cluster-state.js';
 import { ManualClock, settle } from './fixtures/clock.js';
 
-const REV = 'default/hello-00001';
-
-function endpoint(pod: string, node = 'node1', ready = true): EndpointInfo {
-  return { pod, revision: REV, node, address: '127.0.0.1', port: 1, ready };
-}
-
 function state(cc: number, endpoints: EndpointInfo[]): ClusterState {
-  return {
-    domain: 'cluster.local',
-    externalDomains: [],
-    nodes: [{ name: 'node1', region: 'r', zone: 'z', address: '127.0.1.1' }, { name: 'node2', region: 'r', zone: 'z', address: '127.0.1.2' }],
-    revisions: [{ namespace: 'default', service: 'hello', name: 'hello-00001', hosts: [], containerConcurrency: cc, timeoutSeconds: 300, protocol: 'http1' }],
-    endpoints,
-    latency: {},
-  };
+  return clusterState({ nodes: 2, revisions: [hello({ containerConcurrency: cc })], endpoints });
 }
 
 /** The first candidate: keeps tests about the accounting, not about balancing. */

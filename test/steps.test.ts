@@ -42,18 +42,10 @@ import { retryStep } from '../proxy/steps/retry.js';
 import { timeoutStep } from '../proxy/steps/timeout.js';
 import { UnansweredRequests } from '../proxy/unanswered.js';
 import { ManualClock, settle } from './fixtures/clock.js';
+import { REV, clusterState, endpoint, hello } from './fixtures/cluster-state.js';
 
-const REV = 'default/hello-00001';
-
-function clusterState(endpoints: ClusterState['endpoints'] = []): ClusterState {
-  return {
-    domain: 'cluster.local',
-    externalDomains: ['example.com'],
-    nodes: [{ name: 'node1', region: 'r', zone: 'z', address: '127.0.1.1' }],
-    revisions: [{ namespace: 'default', service: 'hello', name: 'hello-00001', hosts: [], containerConcurrency: 0, timeoutSeconds: 2, protocol: 'http1' }],
-    endpoints,
-    latency: {},
-  };
+function state(endpoints: ClusterState['endpoints'] = []): ClusterState {
+  return clusterState({ nodes: 1, externalDomains: ['example.com'], revisions: [hello({ timeoutSeconds: 2 })], endpoints });
 }
 
 /** A request as Node would parse it (no socket behind it). */
@@ -98,7 +90,7 @@ const outcome = (o: Outcome): Handler<unknown> => async () => o;
 const relayed: Outcome = { kind: 'relayed', status: 200, node: 'node1' };
 
 /** A Routed request for steps that come after resolution. */
-function routed(x: Exchange, model = new ClusterModel(clusterState())): Routed {
+function routed(x: Exchange, model = new ClusterModel(state())): Routed {
   let r: Routed | undefined;
   void resolveStep(model, async (rr) => ((r = rr), relayed))(x);
   return r!;
@@ -167,7 +159,7 @@ t.test('lifecycle: counts requests being handled, idle() waits for them, drainin
 t.test('metrics: one count per request by revision, target node and status, with its duration', async (t) => {
   const clock = new ManualClock(0);
   const metrics = new ProxyMetrics('node1', false, () => []);
-  const model = new ClusterModel(clusterState());
+  const model = new ClusterModel(state());
   const step = metricsStep(metrics, clock, resolveStep(model, async () => {
     clock.advance(250);
     return { kind: 'relayed', status: 201, node: 'node2' };
@@ -192,7 +184,7 @@ t.test('request target: two Hosts or a target that is no path or http URL → 40
 });
 
 t.test('resolve: 404 naming what was asked; a found revision gives the request its context', async (t) => {
-  const model = new ClusterModel(clusterState());
+  const model = new ClusterModel(state());
   let seen: Routed | undefined;
   const step = resolveStep(model, async (r) => ((seen = r), relayed));
   t.match(await step(new ScriptedExchange(incoming({ host: 'nope.default.svc' }), 0)), { status: 404, body: 'chikai: no revision for host nope.default.svc\n' });
@@ -208,7 +200,7 @@ t.test('resolve: 404 naming what was asked; a found revision gives the request i
 });
 
 t.test('body limit: a declared body over the limit is refused before anything else, 0 = no limit', async (t) => {
-  const model = new ClusterModel(clusterState());
+  const model = new ClusterModel(state());
   const r = (len: string) => routed(new ScriptedExchange(incoming({ ...HOST, 'content-length': len }, { method: 'POST' }), 0), model);
   t.match(await bodyLimitStep(100, outcome(relayed))(r('101')), { kind: 'answered', status: 413, close: true, body: 'chikai: request body larger than 100 bytes\n' });
   t.same(await bodyLimitStep(100, outcome(relayed))(r('100')), relayed);
@@ -221,11 +213,11 @@ t.test('concurrency: every request is reported while in the proxy; one for a rev
     requestStarted: (k) => (calls.push(`start ${k}`), () => calls.push(`end ${k}`)),
     coldStart: (k) => calls.push(`cold ${k}`),
   };
-  const atZero = new ClusterModel(clusterState());
+  const atZero = new ClusterModel(state());
   await concurrencyStep(reporter, async () => (calls.push('inner'), relayed))(routed(new ScriptedExchange(incoming(HOST), 0), atZero));
   t.same(calls, [`start ${REV}`, `cold ${REV}`, 'inner', `end ${REV}`]);
   calls.length = 0;
-  const up = new ClusterModel(clusterState([{ pod: 'p', revision: REV, node: 'node1', address: '127.0.0.1', port: 1, ready: true }]));
+  const up = new ClusterModel(state([endpoint('p')]));
   await concurrencyStep(reporter, async () => { throw new Error('inner failed'); })(routed(new ScriptedExchange(incoming(HOST), 0), up)).catch(() => undefined);
   t.same(calls, [`start ${REV}`, `end ${REV}`], 'a ready pod: no cold start; the end is reported even when a step throws');
   const inner = outcome(relayed);
@@ -281,7 +273,7 @@ t.test('admission failures become 503s that say why; a client gone is nobody\'s 
 });
 
 t.test('attempt outcomes: relayed, 413, cut, timed out, gone, and which failures may be retried', async (t) => {
-  const model = new ClusterModel(clusterState([{ pod: 'p', revision: REV, node: 'node1', address: '127.0.0.1', port: 1, ready: true }]));
+  const model = new ClusterModel(state([endpoint('p')]));
   const table = new EndpointTable(model, undefined, () => undefined);
   t.teardown(() => table.close());
   const e = table.get('p')!;
@@ -313,7 +305,7 @@ t.test('attempt outcomes: relayed, 413, cut, timed out, gone, and which failures
 
 t.test('the chain: an upgrade to a revision at zero passes every step an HTTP request does', async (t) => {
   const clock = new ManualClock(0);
-  const model = new ClusterModel(clusterState());
+  const model = new ClusterModel(state());
   const metrics = new ProxyMetrics('node1', false, () => slots.ownInFlightByRevision());
   const queues = new RevisionQueues(DEFAULT_QUEUE_CONFIG, metrics, clock);
   let slots!: PodSlots<QueueEntry>;
@@ -339,7 +331,7 @@ t.test('the chain: an upgrade to a revision at zero passes every step an HTTP re
   t.same(calls, [`start ${REV}`, `cold ${REV}`], 'the autoscaler hears of it at once: a cold start');
   t.equal(lifecycle.active, 1, 'held in the proxy');
   t.match(await metrics.registry.metrics(), /chikai_requests_buffered\{revision="default\/hello-00001",node="node1"\} 1/, 'waiting in the revision\'s queue');
-  model.addEndpoint({ pod: 'p', revision: REV, node: 'node1', address: '127.0.0.1', port: 1, ready: true });
+  model.addEndpoint(endpoint('p'));
   await settle();
   t.same(x.forwarded.map((f) => f.pod), ['p'], 'forwarded once a pod is ready');
   t.equal(x.forwarded[0]!.headers['k-proxy-request'], 'activator');

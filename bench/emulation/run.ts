@@ -4,25 +4,18 @@
 // shared machine they are figures to read, not to assert, so they are printed here.
 import net from 'node:net';
 import { Agent, request } from 'undici';
-import { ClusterModel, type ClusterState } from '../../cluster/model.js';
+import { DEMO_CLUSTER_FILE, loadClusterFile } from '../../cluster/config.js';
+import { ClusterModel } from '../../cluster/model.js';
 import { EmulatedNetwork } from '../../cluster/emulated/network.js';
 import { EmulatedPod } from '../../cluster/emulated/pod.js';
 import { num, table } from '../report/markdown.js';
 import type { ScenarioContext, ScenarioOutput } from '../scenario.js';
 import { percentile, round, sorted } from '../stats.js';
 
-const PAPER: ClusterState = {
-  domain: 'cluster.local',
-  externalDomains: [],
-  nodes: [
-    { name: 'node1', region: 'cloud', zone: 'a', address: '127.0.1.1' },
-    { name: 'node2', region: 'cloud', zone: 'a', address: '127.0.1.2' },
-    { name: 'node3', region: 'edge', zone: 'e', address: '127.0.1.3' },
-  ],
-  revisions: [],
-  endpoints: [],
-  latency: { node3: { node1: { rttMs: 50, jitterMs: 10 } }, node1: { node2: { rttMs: 0.5, jitterMs: 0 } } },
-};
+/** The paper's nodes and latencies, as the demo runs them (cluster/demo-cluster.yaml). */
+function paperCluster(): ClusterModel {
+  return new ClusterModel({ ...loadClusterFile(DEMO_CLUSTER_FILE).state, endpoints: [] });
+}
 
 interface RttRow {
   readonly kind: 'rtt';
@@ -76,7 +69,7 @@ async function pingPong(port: number, from: string, n: number): Promise<number[]
 }
 
 async function injectedRtt(samples: number): Promise<RttRow[]> {
-  const network = new EmulatedNetwork(new ClusterModel(PAPER), { seed: 42 });
+  const network = new EmulatedNetwork(paperCluster(), { seed: 42 });
   const backend = await lineEcho();
   try {
     const exposed = await network.expose('node1', 0, { host: '127.0.2.1', port: (backend.address() as net.AddressInfo).port });
