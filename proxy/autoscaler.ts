@@ -77,8 +77,9 @@ export interface AutoscalerReporterOptions {
 }
 
 interface RevisionLoad {
-  inFlight: number;
-  /** ∫ inFlight dt over the current period, in request·ms. */
+  /** Requests for the revision in this proxy now (queued or forwarded): the concurrency. */
+  active: number;
+  /** ∫ active dt over the current period, in request·ms. */
   area: number;
   lastChange: number;
   periodStart: number;
@@ -148,23 +149,23 @@ export class AutoscalerReporter {
     const now = this.clock.now();
     let load = this.revisions.get(revisionKey);
     if (!load) {
-      load = { inFlight: 0, area: 0, lastChange: now, periodStart: now, requests: 0, firstReported: 1 };
+      load = { active: 0, area: 0, lastChange: now, periodStart: now, requests: 0, firstReported: 1 };
       this.revisions.set(revisionKey, load);
       this.poke(revisionKey, now);
     }
     const l = load;
-    l.area += l.inFlight * (now - l.lastChange);
+    l.area += l.active * (now - l.lastChange);
     l.lastChange = now;
-    l.inFlight += 1;
+    l.active += 1;
     l.requests += 1;
     let finished = false;
     return () => {
       if (finished) return;
       finished = true;
       const end = this.clock.now();
-      l.area += l.inFlight * (end - l.lastChange);
+      l.area += l.active * (end - l.lastChange);
       l.lastChange = end;
-      l.inFlight = Math.max(0, l.inFlight - 1);
+      l.active = Math.max(0, l.active - 1);
     };
   }
 
@@ -194,10 +195,10 @@ export class AutoscalerReporter {
     const now = this.clock.now();
     const messages: StatMessage[] = [];
     for (const [key, l] of this.revisions) {
-      l.area += l.inFlight * (now - l.lastChange);
+      l.area += l.active * (now - l.lastChange);
       l.lastChange = now;
       const elapsed = now - l.periodStart;
-      const average = elapsed > 0 ? l.area / elapsed : l.inFlight;
+      const average = elapsed > 0 ? l.area / elapsed : l.active;
       const [namespace, name] = splitKey(key);
       // The immediate stat already counted one request at concurrency 1.
       messages.push({
@@ -208,7 +209,7 @@ export class AutoscalerReporter {
         requestCount: Math.max(0, l.requests - l.firstReported),
       });
       // A revision idle for a whole period is forgotten: its next request pokes again.
-      if (average === 0 && l.inFlight === 0) this.revisions.delete(key);
+      if (average === 0 && l.active === 0) this.revisions.delete(key);
       l.area = 0;
       l.requests = 0;
       l.periodStart = now;

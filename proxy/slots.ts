@@ -5,6 +5,8 @@
 //   others in flight  the other proxies' requests there, as the pod last reported in its
 //                     ORCA header (its in-flight count minus ours); trusted for ORCA_TTL_MS;
 //   in flight         own + others: what "free" is measured against.
+// (A request the proxy is handling, queued or forwarded, is "active": the lifecycle's
+// count and the autoscaler's concurrency. "In flight" always means at a pod.)
 // A request takes a slot and gives it back in `run` and nowhere else. When no pod has a
 // free slot it waits in its revision's queue, and every change of the accounting — a slot
 // given back, a lower report from a pod, a report going stale, endpoints changing — hands
