@@ -171,7 +171,9 @@ export class PodSlots<E> {
     const eligible = this.eligible(ready, ctx);
     if (ready.length > 0 && eligible.length === 0) throw new NoEligibleEndpointError(req.revisionKey, this.o.policy.name);
     const cc = revision.containerConcurrency;
-    const candidates = eligible.filter((e) => this.freeSlots(e.pod, cc) > 0 && !req.exclude?.has(e.pod));
+    const exclude = req.exclude;
+    // Without a limit and nothing tried yet every eligible pod is a candidate (the common case).
+    const candidates = cc === 0 && !exclude?.size ? eligible : eligible.filter((e) => this.freeSlots(e.pod, cc) > 0 && !exclude?.has(e.pod));
     const chosen = this.o.policy.pick(candidates, ctx);
     if (chosen) this.count(chosen.pod).own++;
     return chosen;
