@@ -4,7 +4,6 @@
 import t from 'tap';
 import http, { type IncomingMessage } from 'node:http';
 import net from 'node:net';
-import { configuredLoadView } from '../cluster/load.js';
 import { ClusterModel, type ClusterState } from '../cluster/model.js';
 import { DEFAULT_QUEUE_CONFIG, QueueDeadlineError, QueueFullError, type QueueEntry } from '../queue/index.js';
 import { requestChain } from '../proxy/chain.js';
