@@ -46,17 +46,18 @@ t.test('other proxies hold the pod\'s only slot, then release it: the request wa
   const held = request(`${stack.proxyUrl('node2')}/sleep?ms=600000`, { headers: { host: HELLO_HOST }, signal: holder.signal }).catch((err: Error) => err);
   await until('node2\'s request to hold the pod', () => pod.busy === 1);
 
-  // A short request from node1 comes back with the pod's load report: one request there
-  // is somebody else's, so node1 now counts the pod as full.
-  const peek = await request(`${here}/sleep?ms=1`, { headers: { host: HELLO_HOST } });
-  t.equal(peek.statusCode, 200);
-  await peek.body.dump();
-  t.equal(stack.proxies.get('node1')!.load.inFlight('only-pod'), 1, 'node1 counts node2\'s request at the pod');
-
-  // The next request at node1 must wait for that slot.
+  // node1 sends two requests: the first takes the slot as node1 sees it and comes back
+  // with the pod's load report (one request there is somebody else's); the second queues
+  // behind it and, once it is back, still finds the pod full by node2's request.
+  const peek = request(`${here}/sleep?ms=300`, { headers: { host: HELLO_HOST } });
+  await until('node1\'s first request at the pod', () => pod.busy === 2);
   const waiting = request(here, { headers: { host: HELLO_HOST } });
-  await until('the request to wait in node1\'s queue', async () => (await metric(stack.adminUrl('node1'), /chikai_requests_buffered\{[^}]*revision="default\/hello-00001"[^}]*\} (\d+)/)) === 1);
-  t.equal(pod.busy, 1, 'the pod still holds only node2\'s request: containerConcurrency kept across proxies');
+  const first = await peek;
+  t.equal(first.statusCode, 200);
+  await first.body.dump();
+  await until('the second request to wait in node1\'s queue', async () => (await metric(stack.adminUrl('node1'), /chikai_requests_buffered\{[^}]*revision="default\/hello-00001"[^}]*\} (\d+)/)) === 1);
+  t.equal(stack.proxies.get('node1')!.load.inFlight('only-pod'), 1, 'node1 counts node2\'s request at the pod');
+  t.equal(pod.busy, 1, 'the pod holds only node2\'s request: containerConcurrency kept across proxies');
 
   // node2's request leaves the pod.
   holder.abort();
