@@ -1,16 +1,24 @@
 // What this proxy knows about load, as the cost model's LoadView: measured round trips
 // (RttProber), each pod's service time (EWMA of what was observed) and capacity (what the
 // pod reports), and each pod's in-flight requests over every proxy (PodSlots counts them).
-import { rttOrConfigured, type LoadView } from '../cluster/load.js';
+import type { Clock } from '../cluster/clock.js';
+import { DEFAULT_SERVICE_TIME_MS, rttOrConfigured, type LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import type { OrcaLoad } from '../cluster/orca.js';
 import type { RttProber } from './rtt.js';
 
 /** Weight of a new service-time sample. */
 const SERVICE_ALPHA = 0.25;
+/**
+ * Without new samples a service-time estimate returns to the default with this time
+ * constant. A pod that looked slow once (a first request on a cold connection, a busy
+ * moment) would otherwise get no traffic, hence no samples, and look slow for ever.
+ */
+const SERVICE_DECAY_MS = 1000;
 
 interface PodObservations {
   serviceMs: number | undefined;
+  observedAt: number;
   capacity: number | undefined;
 }
 
@@ -23,6 +31,7 @@ export class NodeLoadTracker implements LoadView {
     private readonly prober: RttProber | undefined,
     /** In flight at a pod over every proxy (PodSlots). */
     private readonly podInFlight: (pod: string) => number,
+    private readonly clock: Clock,
   ) {}
 
   rttMs(from: string, to: string): number | undefined {
@@ -40,8 +49,12 @@ export class NodeLoadTracker implements LoadView {
     return this.podInFlight(pod);
   }
 
+  /** The service-time estimate, decayed toward the default for the time without samples. */
   serviceTimeMs(pod: string): number | undefined {
-    return this.pods.get(pod)?.serviceMs;
+    const p = this.pods.get(pod);
+    if (p?.serviceMs === undefined) return undefined;
+    const keep = Math.exp(-(this.clock.now() - p.observedAt) / SERVICE_DECAY_MS);
+    return DEFAULT_SERVICE_TIME_MS + (p.serviceMs - DEFAULT_SERVICE_TIME_MS) * keep;
   }
 
   capacity(pod: string): number | undefined {
@@ -50,10 +63,12 @@ export class NodeLoadTracker implements LoadView {
 
   /** A response's headers arrived from `pod` on `node` `ttfbMs` after the request was sent. */
   observe(pod: string, node: string, ttfbMs: number, orca: OrcaLoad | undefined): void {
+    const before = this.serviceTimeMs(pod);
     let p = this.pods.get(pod);
-    if (!p) this.pods.set(pod, (p = { serviceMs: undefined, capacity: undefined }));
+    if (!p) this.pods.set(pod, (p = { serviceMs: undefined, observedAt: 0, capacity: undefined }));
     const sample = Math.max(0.1, ttfbMs - rttOrConfigured(this, this.model.current, this.node, node));
-    p.serviceMs = p.serviceMs === undefined ? sample : p.serviceMs + SERVICE_ALPHA * (sample - p.serviceMs);
+    p.serviceMs = before === undefined ? sample : before + SERVICE_ALPHA * (sample - before);
+    p.observedAt = this.clock.now();
     if (node !== this.node) this.prober?.passiveSample(node, ttfbMs);
     const cap = orca?.named['capacity'];
     if (cap !== undefined && cap >= 1) p.capacity = cap;

@@ -99,7 +99,7 @@ export class NodeProxy {
         if (!reachable) this.unanswered.abandonNode(to);
       },
     });
-    this.tracker = new NodeLoadTracker(opts.node, opts.model, this.prober, (pod) => this.slots.inFlight(pod));
+    this.tracker = new NodeLoadTracker(opts.node, opts.model, this.prober, (pod) => this.slots.inFlight(pod), clock);
     this.slots = new PodSlots({
       node: opts.node,
       endpoints: this.endpoints,

@@ -310,7 +310,7 @@ t.test('the chain: an upgrade to a revision at zero passes every step an HTTP re
   let slots!: PodSlots<QueueEntry>;
   const endpoints = new EndpointTable(model, undefined, () => slots.endpointsChanged());
   t.teardown(() => endpoints.close());
-  const tracker = new NodeLoadTracker('node1', model, undefined, (pod) => slots.inFlight(pod));
+  const tracker = new NodeLoadTracker('node1', model, undefined, (pod) => slots.inFlight(pod), clock);
   const policy = new KnativePolicy();
   slots = new PodSlots({ node: 'node1', endpoints, policy, current: () => model.current, load: tracker, room: (k) => queues.room(k), clock });
   const calls: string[] = [];
