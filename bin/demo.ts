@@ -1,9 +1,11 @@
-// `chikai demo`: the emulated three-node cluster on this machine, with one proxy per node,
-// running until Ctrl-C.
+// `chikai demo`: the emulated three-node cluster on this machine, with one Kourier gateway
+// (Envoy) and one proxy per node and the xDS server feeding the gateways, running until
+// Ctrl-C. Envoy is resolved (installed once when missing) before anything listens.
 import { parseArgs } from 'node:util';
 import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
 import { startEmulatedStack } from './stack.js';
 import { StreamingGarbageCollector } from '../proxy/memory.js';
+import { ensureEnvoy } from '../gateway/envoy-binary.js';
 
 export async function demoCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -14,18 +16,21 @@ export async function demoCommand(args: string[]): Promise<void> {
     },
   });
   const file = loadClusterFile(values.cluster);
+  const envoy = await ensureEnvoy({ log: (l) => console.error(l) });
   new StreamingGarbageCollector().start();
-  const stack = await startEmulatedStack({ file, policy: values.policy, xds: { listen: file.xds.listen, admin: file.xds.admin } });
+  const stack = await startEmulatedStack({ file, policy: values.policy, xds: { listen: file.xds.listen, admin: file.xds.admin }, gateways: { envoy: envoy.path } });
   const snap = stack.model.current;
   const rev = snap.revisions[0];
   const host = rev ? `${rev.service}.${rev.namespace}.svc.${snap.state.domain}` : 'hello.default.svc.cluster.local';
   const edge = snap.nodes[snap.nodes.length - 1];
+  const xdsAdmin = `${file.xds.admin.host}:${stack.xds?.adminAddress?.port}`;
   const lines = [
     `chikai demo: ${snap.nodes.length} emulated nodes, ${stack.cluster.pods.length} pods, policy ${values.policy ?? file.proxy.policy}`,
+    `${envoy.description}`,
     '',
-    'nodes (proxy / admin):',
+    'nodes: Kourier gateway (Envoy; internal listener on the next port), its admin, chikai proxy (admin /metrics):',
     ...snap.nodes.map((n) => {
-      return `  ${n.name.padEnd(8)} ${n.region.padEnd(6)} ${stack.proxyUrl(n.name)}  admin ${stack.adminUrl(n.name)}/metrics`;
+      return `  ${n.name.padEnd(6)} ${n.region.padEnd(6)} gateway ${stack.gatewayUrl(n.name)}  admin ${stack.gatewayAdminUrl(n.name)}  proxy ${stack.proxyUrl(n.name)} (${stack.adminUrl(n.name)}/metrics)`;
     }),
     '',
     'round trips injected between nodes:',
@@ -37,13 +42,14 @@ export async function demoCommand(args: string[]): Promise<void> {
     'pods:',
     ...snap.state.endpoints.map((e) => `  ${e.pod.padEnd(28)} ${e.node}  ${e.address}:${e.port}`),
     '',
-    `xDS server for the Kourier gateways: grpc://${file.xds.listen.host}:${stack.xds?.address.port}  admin http://${file.xds.admin.host}:${stack.xds?.adminAddress?.port}`,
+    `xDS server for the Kourier gateways: grpc://${file.xds.listen.host}:${stack.xds?.address.port}  admin http://${xdsAdmin}`,
     '',
     'try:',
-    `  curl -s -H 'Host: ${host}' ${stack.proxyUrl(edge.name)}/`,
-    `  curl -s ${stack.adminUrl(edge.name)}/metrics | grep -E 'chikai_requests_total|latency_between_nodes'`,
-    `  curl -s 'http://${file.xds.admin.host}:${stack.xds?.adminAddress?.port}/clusters?node=${edge.name}'    # what ${edge.name}'s gateway is told`,
-    `  npx chikai inspect --node ${edge.name}`,
+    `  curl -si -H 'Host: ${host}' ${stack.gatewayUrl(edge.name)}/          # through ${edge.name}'s gateway`,
+    `  curl -s ${stack.gatewayAdminUrl(edge.name)}/clusters | grep ${rev ? `${rev.namespace}/${rev.name}` : ''}    # what Envoy uses`,
+    `  curl -s ${stack.gatewayAdminUrl(edge.name)}/stats | grep update_rejected`,
+    `  curl -s 'http://${xdsAdmin}/clusters?node=${edge.name}'    # what chikai tells ${edge.name}'s gateway`,
+    `  npx chikai status                                 # every gateway: connected, ACKed, in sync`,
     '',
     'Ctrl-C stops everything.',
   ];

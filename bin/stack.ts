@@ -1,6 +1,7 @@
 // The emulated stack: the emulated cluster (pods behind user-space latency) plus one chikai
-// node proxy per node, all in this process. The demo, the benches and the tests start it
-// here, and only here.
+// node proxy per node, all in this process, and on request chikai's xDS server and one real
+// Envoy gateway per node (Kourier-shaped, fed by that server; Envoy runs as a child process).
+// The demo, the benches and the tests start it here, and only here.
 import { loadClusterFile, DEMO_CLUSTER_FILE, type ClusterFile } from '../cluster/config.js';
 import { ClusterModel } from '../cluster/model.js';
 import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/cluster.js';
@@ -8,7 +9,10 @@ import type { Exposure } from '../cluster/emulated/network.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
 import type { HostPort, XdsServer } from '../xds/server.js';
+import type { IngressSource } from '../xds/cache.js';
 import { startXdsServerWithLoadReports } from '../xds/load-poller.js';
+import { ensureEnvoy } from '../gateway/envoy-binary.js';
+import { KOURIER_GATEWAY_PORTS, PortInUseError, pickGatewayPorts, startGateways, type GatewayPorts, type GatewaySet } from '../gateway/gateways.js';
 
 export interface StackOptions {
   /** The cluster file (default: the embedded demo cluster). */
@@ -25,7 +29,25 @@ export interface StackOptions {
   /** Seed for the network's jitter and the pods' service times. */
   readonly seed?: number;
   /** Also run the xDS server (the Kourier gateways' control plane) on these addresses. */
-  readonly xds?: { readonly listen: HostPort; readonly admin?: HostPort; readonly log?: (line: string) => void };
+  readonly xds?: {
+    readonly listen: HostPort;
+    readonly admin?: HostPort;
+    readonly log?: (line: string) => void;
+    /** Route by these Knative Ingresses instead of the model's hosts (as in Kubernetes). */
+    readonly ingresses?: IngressSource;
+  };
+  /**
+   * Also run one Envoy gateway per node, fed by the xDS server (started on 127.0.0.1 with
+   * free ports when `xds` is not given).
+   */
+  readonly gateways?: {
+    /** The Envoy binary; default: gateway/envoy-binary.ts resolves (and installs) it. */
+    readonly envoy?: string;
+    /** Ports at every node address; 'free' picks free ones (tests). Default: Kourier's. */
+    readonly ports?: GatewayPorts | 'free';
+    /** Unexpected Envoy exits, with their log's tail (default: console.error). */
+    readonly log?: (line: string) => void;
+  };
 }
 
 export interface EmulatedStack {
@@ -33,14 +55,24 @@ export interface EmulatedStack {
   readonly model: ClusterModel;
   readonly cluster: EmulatedCluster;
   readonly proxies: ReadonlyMap<string, NodeProxy>;
-  /** The xDS server, when asked for; it weighs localities with the proxies' load reports. */
+  /** The xDS server, when asked for; it weighs localities with the proxies' and gateways' load reports. */
   readonly xds: XdsServer | undefined;
+  /** The Envoy gateways, when asked for. */
+  readonly gateways: GatewaySet | undefined;
   /** Port every node's proxy is reachable on, at the node's address. */
   readonly proxyPort: number;
   /** `http://<node address>:<proxy port>` of a node's proxy. */
   proxyUrl(node: string): string;
   /** `http://<node address>:<admin port>` of a node's proxy admin server. */
   adminUrl(node: string): string;
+  /** `http://<node address>:<external port>` of a node's gateway (listener_8080). */
+  gatewayUrl(node: string): string;
+  /** `http://<node address>:<admin port>` of a node's gateway Envoy admin. */
+  gatewayAdminUrl(node: string): string;
+  /** Stops the xDS server (the gateways keep their last configuration). */
+  stopXds(): Promise<void>;
+  /** Starts it again on the same addresses and ports. */
+  startXds(): Promise<XdsServer>;
   close(): Promise<void>;
 }
 
@@ -102,33 +134,79 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     await cluster.close();
     throw err;
   }
+  const closeProxiesAndCluster = async () => {
+    await Promise.all([...proxies.values()].map((p) => p.close()));
+    await cluster.close();
+  };
+  const xdsSettings = opts.xds ?? (opts.gateways ? { listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } } : undefined);
+  let xdsListen = xdsSettings?.listen;
+  let xdsAdmin = xdsSettings?.admin;
+  let gatewayPorts: GatewayPorts | undefined;
+  const startXds = async (): Promise<XdsServer> => {
+    if (!xdsListen) throw new Error('this stack runs no xDS server');
+    const ports = gatewayPorts;
+    // The xDS server reads the proxies' measurements over HTTP, as it does in Kubernetes.
+    const server = await startXdsServerWithLoadReports({
+      model,
+      listen: xdsListen,
+      admin: xdsAdmin,
+      proxyPort,
+      log: xdsSettings?.log,
+      ingresses: xdsSettings?.ingresses,
+      adminUrl: (node) => {
+        const a = proxies.get(node)?.adminAddress;
+        return a ? `http://${a.address}:${a.port}` : undefined;
+      },
+      // Every gateway binds its own node's address: the emulated nodes share this host.
+      ...(ports ? { gatewayPorts: { external: ports.external, internal: ports.internal, probe: ports.probe }, gatewayListenerAddress: (node: string | undefined) => (node && model.current.node(node)?.address) || '0.0.0.0' } : {}),
+    });
+    // A restart comes back where the gateways look for it.
+    xdsListen = { host: xdsListen.host, port: server.address.port };
+    if (xdsAdmin && server.adminAddress) xdsAdmin = { host: xdsAdmin.host, port: server.adminAddress.port };
+    return server;
+  };
   let xds: XdsServer | undefined;
-  if (opts.xds) {
-    try {
-      // The xDS server reads the proxies' measurements over HTTP, as it does in Kubernetes.
-      xds = await startXdsServerWithLoadReports({
-        model,
-        listen: opts.xds.listen,
-        admin: opts.xds.admin,
-        proxyPort,
-        log: opts.xds.log,
-        adminUrl: (node) => {
-          const a = proxies.get(node)?.adminAddress;
-          return a ? `http://${a.address}:${a.port}` : undefined;
-        },
-      });
-    } catch (err) {
-      await Promise.all([...proxies.values()].map((p) => p.close()));
-      await cluster.close();
-      throw err;
+  let gateways: GatewaySet | undefined;
+  try {
+    if (opts.gateways) {
+      const log = opts.gateways.log;
+      const envoy = opts.gateways.envoy ?? (await ensureEnvoy({ log: (l) => (log ?? console.error)(l) })).path;
+      const wanted = opts.gateways.ports ?? KOURIER_GATEWAY_PORTS;
+      const nodes = model.current.nodes;
+      for (let attempt = 1; ; attempt++) {
+        gatewayPorts = wanted === 'free' ? await pickGatewayPorts(nodes.map((n) => n.address)) : wanted;
+        xds = await startXds();
+        const dial = xds.address.host === '0.0.0.0' ? '127.0.0.1' : xds.address.host;
+        try {
+          gateways = await startGateways({ envoy, nodes, xds: { host: dial, port: xds.address.port }, ports: gatewayPorts, log });
+          break;
+        } catch (err) {
+          await xds.close();
+          xds = undefined;
+          // Picked ports can be taken by another process before Envoy binds them: pick again.
+          if (!(err instanceof PortInUseError) || wanted !== 'free' || attempt >= 5) throw err;
+        }
+      }
+    } else if (xdsSettings) {
+      xds = await startXds();
     }
+  } catch (err) {
+    await closeProxiesAndCluster();
+    throw err;
   }
+  const gatewayOf = (node: string) => {
+    if (!gateways) throw new Error('this stack runs no gateways (startEmulatedStack({ gateways: {} }))');
+    return gateways.gateway(node);
+  };
   return {
     file,
     model,
     cluster,
     proxies,
-    xds,
+    get xds() {
+      return xds;
+    },
+    gateways,
     proxyPort,
     proxyUrl(node: string): string {
       const n = model.current.node(node);
@@ -140,10 +218,22 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       if (!a) throw new Error(`no proxy admin on node ${node}`);
       return `http://${a.address}:${a.port}`;
     },
+    gatewayUrl: (node) => gatewayOf(node).url,
+    gatewayAdminUrl: (node) => gatewayOf(node).adminUrl,
+    async stopXds(): Promise<void> {
+      const s = xds;
+      xds = undefined;
+      await s?.close();
+    },
+    async startXds(): Promise<XdsServer> {
+      if (xds) return xds;
+      xds = await startXds();
+      return xds;
+    },
     async close(): Promise<void> {
+      await gateways?.close();
       await xds?.close();
-      await Promise.all([...proxies.values()].map((p) => p.close()));
-      await cluster.close();
+      await closeProxiesAndCluster();
     },
   };
 }

@@ -24,7 +24,7 @@ export interface PodSpec {
 }
 
 export interface ProxySettings {
-  /** HTTP port of every node proxy (Knative activator: 8012; chikai demo: 8080). */
+  /** HTTP port of every node proxy (the Knative activator's, 8012). */
   readonly port: number;
   readonly adminPort: number;
   readonly policy: string;
@@ -51,7 +51,7 @@ export interface ClusterFile {
   readonly queue: QueueConfig;
 }
 
-export const DEFAULT_PROXY: ProxySettings = { port: 8080, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15 };
+export const DEFAULT_PROXY: ProxySettings = { port: 8012, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15 };
 export const DEFAULT_XDS: XdsSettings = { listen: { host: '127.0.0.1', port: 18000 }, admin: { host: '127.0.0.1', port: 18080 } };
 
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;

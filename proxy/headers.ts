@@ -5,6 +5,8 @@ export const KNATIVE_NAMESPACE_HEADER = 'knative-serving-namespace';
 export const KNATIVE_REVISION_HEADER = 'knative-serving-revision';
 export const PROXY_REQUEST_HEADER = 'k-proxy-request';
 export const NETWORK_PROBE_HEADER = 'k-network-probe';
+/** Knative's ingress probe hash: answered on probes, never passed to a pod (knative.dev/networking probe handler). */
+export const NETWORK_HASH_HEADER = 'k-network-hash';
 
 /** Headers that describe one connection, never forwarded (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set([
@@ -23,7 +25,7 @@ function connectionTokens(headers: IncomingHttpHeaders | Record<string, string |
 }
 
 /**
- * The headers sent to the pod: hop-by-hop and Knative routing headers removed,
+ * The headers sent to the pod: hop-by-hop, Knative routing and K-Network-Hash headers removed,
  * `K-Proxy-Request: activator` and the X-Forwarded-* pair set.
  */
 export function upstreamRequestHeaders(
@@ -36,7 +38,7 @@ export function upstreamRequestHeaders(
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue;
-    if (name === KNATIVE_NAMESPACE_HEADER || name === KNATIVE_REVISION_HEADER) continue;
+    if (name === KNATIVE_NAMESPACE_HEADER || name === KNATIVE_REVISION_HEADER || name === NETWORK_HASH_HEADER) continue;
     // undici sends 100-continue itself only when asked; the client's expectation was
     // already answered by this server.
     if (name === 'expect') continue;

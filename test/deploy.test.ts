@@ -6,6 +6,7 @@ import t from 'tap';
 import { envoyProtos } from '../xds/protos.js';
 import { validateMessage } from '../xds/validate.js';
 import { packAny, type JsonObject } from '../xds/protojson.js';
+import { GATEWAY_ADMIN_CLUSTER, GATEWAY_STATUS_HOST } from '../xds/resources.js';
 
 const BOOTSTRAP_TYPE = 'type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap';
 envoyProtos().load(['envoy/config/bootstrap/v3/bootstrap.proto']);
@@ -216,7 +217,16 @@ t.test('the gateway: bootstrap points ADS at chikai-xds, node identity from the 
     }
     t.equal(dig(need(objs, 'Service', 'kourier', 'kourier-system'), 'spec', 'externalTrafficPolicy'), 'Local', 'kourier: externalTrafficPolicy Local');
     t.equal(podLabels['app'], '3scale-kourier-gateway', 'the label net-kourier\'s prober looks for');
-    t.ok(dig(c, 'readinessProbe'), 'readiness');
+    // net-kourier's gateway readiness: GET /ready, Host internalkourier, on the internal
+    // listener — routed by chikai-xds to the bootstrap's admin cluster.
+    const ready = dig(c, 'readinessProbe', 'httpGet') as Obj;
+    const readyPort = ready['port'];
+    t.equal(list(c, 'ports').find((p) => p['name'] === readyPort || p['containerPort'] === readyPort)?.['containerPort'], 8081, 'readiness on the internal listener, 8081');
+    t.equal(ready['path'], '/ready');
+    t.same(list(ready, 'httpHeaders'), [{ name: 'Host', value: GATEWAY_STATUS_HOST }]);
+    const adminCluster = list(bootstrap, 'static_resources', 'clusters').find((x) => x['name'] === GATEWAY_ADMIN_CLUSTER);
+    const adminAddr = dig(adminCluster, 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address') as Obj | undefined;
+    t.same(adminAddr, dig(bootstrap, 'admin', 'address', 'socket_address'), `the bootstrap's ${GATEWAY_ADMIN_CLUSTER} cluster is Envoy's admin`);
     t.equal(dig(pod, 'securityContext', 'runAsNonRoot'), true);
   }
 });

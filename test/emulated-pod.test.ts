@@ -49,7 +49,8 @@ t.test('default route: Konnichiwa after the service time, with pod header and OR
   t.same([res.headers[SERVICE_TIME_HEADER], res.headers[HELD_TIME_HEADER]], ['4', '4'], 'drawn and held: 4 ms on its clock');
   const load = parseOrcaHeader(res.headers[LOAD_HEADER] as string);
   t.ok(load, `ORCA header parses: ${res.headers[LOAD_HEADER]}`);
-  t.match(res.headers[LOAD_HEADER], /^TEXT cpu_utilization=[\d.]+, rps_fractional=[\d.]+, named_metrics\.in_flight=\d+, named_metrics\.capacity=2$/);
+  t.match(res.headers[LOAD_HEADER], /^TEXT cpu_utilization=[\d.]+, rps_fractional=[\d.]+, named_metrics\.in_flight=\d+, named_metrics\.capacity=2, named_metrics\.service_ms=[\d.]+$/);
+  t.equal(load!.named.service_ms, Number(res.headers[SERVICE_TIME_HEADER]), 'and the service time it drew for this request');
   t.equal(load!.cpuUtilization, 0, 'idle after answering');
   t.equal(load!.named.capacity, 2);
   t.equal(load!.named.in_flight, 0);
@@ -84,8 +85,12 @@ t.test('queue-proxy probes', async (t) => {
   let res = await get(`${base}/healthz`, { 'K-Network-Probe': 'queue' });
   t.equal(res.status, 200);
   t.equal(res.body, 'queue');
-  res = await get(`${base}/`, { 'K-Network-Probe': 'probe' });
-  t.same([res.status, res.body], [200, 'queue'], 'any K-Network-Probe is answered by the queue-proxy');
+  res = await get(`${base}/`, { 'K-Network-Probe': 'activator' });
+  t.same([res.status, res.body], [200, 'queue'], 'any other K-Network-Probe is answered by the queue-proxy');
+  res = await get(`${base}/healthz`, { 'K-Network-Probe': 'probe', 'K-Network-Hash': 'abc' });
+  t.same([res.status, res.headers['k-network-hash']], [200, 'abc'], 'Knative\'s ingress probe: the hash echoed');
+  res = await get(`${base}/healthz`, { 'K-Network-Probe': 'probe' });
+  t.equal(res.status, 400, 'and 400 without one');
   res = await get(`${base}/healthz`, { 'User-Agent': 'kube-probe/1.30' });
   t.same([res.status, res.body], [200, 'queue'], 'kubelet probe');
   pod.setReady(false);

@@ -6,10 +6,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { EmulatedPod } from '../cluster/emulated/pod.js';
-import { sleep } from './support.js';
+import { generatedBody, peakOf, sleep } from './support.js';
 
 const CLI = fileURLToPath(new URL('../bin/chikai.js', import.meta.url));
 
@@ -126,28 +125,11 @@ t.test('a 100 MB upload streams through the proxy process while its RSS grows by
   // Warm up, then take the baseline.
   await (await request(`http://${at.proxy}/`, { headers: { host: 'hello.default' } })).body.dump();
   const base = await proxyRss(at.admin);
-  let peak = base;
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      peak = Math.max(peak, await proxyRss(at.admin));
-      await sleep(50);
-    }
-  })();
+  const sampler = peakOf(() => proxyRss(at.admin), base);
   const total = Number(process.env.UPLOAD_MB ?? 100) * 1024 * 1024;
-  const chunk = Buffer.alloc(64 * 1024, 7);
-  let sent = 0;
-  const body = new Readable({
-    read() {
-      if (sent >= total) return this.push(null);
-      sent += chunk.length;
-      this.push(chunk);
-    },
-  });
-  const res = await request(`http://${at.proxy}/count`, { method: 'POST', headers: { host: 'hello.default', 'content-length': String(total) }, body });
+  const res = await request(`http://${at.proxy}/count`, { method: 'POST', headers: { host: 'hello.default', 'content-length': String(total) }, body: generatedBody(total) });
   const answer = JSON.parse(await res.body.text()) as { bytes: number };
-  sampling = false;
-  await sampler;
+  const peak = await sampler.stop();
   const growthMb = (peak - base) / 1024 / 1024;
   t.equal(res.statusCode, 200);
   t.equal(answer.bytes, total, 'every byte arrived at the pod');

@@ -53,6 +53,7 @@ function incoming(headers: Record<string, string>, o: { method?: string; url?: s
   req.method = o.method ?? 'GET';
   req.url = o.url ?? '/';
   req.headers = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+  req.headersDistinct = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), [v]]));
   req.rawHeaders = Object.entries(headers).flat();
   return req;
 }
@@ -127,6 +128,8 @@ t.test('probe: the activator\'s and the kubelet\'s probes are answered here, 503
   t.match(await run({ 'user-agent': 'kube-probe/1.30' }), { kind: 'answered', status: 200, body: 'ok' });
   t.same(await run({ 'user-agent': 'kube-probe/1.30', 'knative-serving-namespace': 'default', 'knative-serving-revision': 'hello-00001' }), relayed, 'a kubelet probe for a revision goes to the revision');
   t.same(await run(HOST), relayed, 'anything else passes on');
+  t.match(await run({ ...HOST, 'k-network-probe': 'probe', 'k-network-hash': 'abc123' }), { kind: 'answered', status: 200, headers: { 'k-network-hash': 'abc123' } }, 'the ingress status probe: its hash echoed');
+  t.match(await run({ ...HOST, 'k-network-probe': 'probe' }), { kind: 'answered', status: 400, body: /K-Network-Hash/ }, 'an ingress probe without a hash: 400');
   draining = true;
   t.match(await run({ 'k-network-probe': 'activator' }), { status: 503 });
   t.match(await run({ 'user-agent': 'kube-probe/1.30' }), { status: 503, body: 'draining' });

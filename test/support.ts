@@ -1,5 +1,6 @@
 // Shared test helpers: a small cluster file, the emulated stack on free ports, and an
 // HTTP client that can set any Host header.
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { parseClusterFile, type ClusterFile } from '../cluster/config.js';
 import { startEmulatedStack, type EmulatedStack, type StackOptions } from '../bin/stack.js';
@@ -78,4 +79,37 @@ export async function until<T>(what: string, fn: () => T | undefined | false | P
     if (Date.now() > giveUpAt) throw new Error(`gave up after ${giveUpMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/** A request body of `total` bytes made on the fly, 64 KiB at a time (never held whole). */
+export function generatedBody(total: number): Readable {
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let sent = 0;
+  return new Readable({
+    read() {
+      if (sent >= total) return this.push(null);
+      const n = Math.min(chunk.length, total - sent);
+      sent += n;
+      this.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+    },
+  });
+}
+
+/** Samples `measure` every 50 ms from now on; `stop()` resolves with the highest value seen. */
+export function peakOf(measure: () => Promise<number>, start: number): { stop(): Promise<number> } {
+  let peak = start;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, await measure());
+      await sleep(50);
+    }
+  })();
+  return {
+    async stop() {
+      sampling = false;
+      await sampler;
+      return peak;
+    },
+  };
 }

@@ -25,7 +25,7 @@ t.test('config_dump has the four ConfigDump sections of what the node\'s gateway
   const node3 = eds[0].endpoint_config.endpoints.find((l) => l.locality.sub_zone === 'node3');
   t.equal(node3?.priority ?? 0, 0, 'the gateway\'s own node is priority 0');
   const listeners = dump.configs[2]['dynamic_listeners'] as { name: string }[];
-  t.ok(['listener_8080', 'listener_8081'].every((n) => listeners.some((l) => l.name === n)), 'Kourier\'s listeners');
+  t.ok(['listener_8080', 'listener_8081', 'listener_8090'].every((n) => listeners.some((l) => l.name === n)), 'Kourier\'s listeners');
   const routes = dump.configs[3]['dynamic_route_configs'] as { route_config: { name: string } }[];
   t.same(routes.map((r) => r.route_config.name).sort(), ['external_services', 'internal_services']);
 });

@@ -122,7 +122,7 @@ t.test('wildcard CDS and LDS are complete; removal is omission; api_listeners on
   c.ack(cds1);
   c.subscribe(LISTENER_TYPE);
   const lds = await c.next(LISTENER_TYPE);
-  t.same(lds.names.sort(), ['listener_8080', 'listener_8081'], 'wildcard LDS: the Kourier listeners');
+  t.same(lds.names.sort(), ['listener_8080', 'listener_8081', 'listener_8090'], 'wildcard LDS: the Kourier listeners');
   c.ack(lds);
   const world = revision('world', 'world-00001');
   model.update((s) => ({ ...s, revisions: [...s.revisions, world], endpoints: [...s.endpoints, ...podsOnEveryNode(world, s.nodes, 31000)] }));

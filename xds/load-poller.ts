@@ -76,8 +76,8 @@ export class LoadPoller {
 }
 
 /**
- * The xDS server weighing localities with the node proxies' load reports: the poller starts
- * first, and closing the server stops it too.
+ * The xDS server weighing localities with the node proxies' load reports and the gateways'
+ * (LRS): the poller starts first, and closing the server stops it too.
  */
 export async function startXdsServerWithLoadReports(
   opts: Omit<XdsServerOptions, 'load'> & { readonly adminUrl: (node: string) => string | undefined },
@@ -86,7 +86,8 @@ export async function startXdsServerWithLoadReports(
   poller.start();
   let server: XdsServer;
   try {
-    server = await startXdsServer({ ...opts, load: poller.view });
+    // The gateways' own load reports (LRS) join the proxies' in the same view.
+    server = await startXdsServer({ ...opts, load: poller.view, gatewayLoad: (report) => poller.view.update(report) });
   } catch (err) {
     await poller.stop();
     throw err;

@@ -3,9 +3,11 @@
 // and the gateway's node; the snapshot cache decides what is new and what gets sent.
 //
 // Kourier compatibility: clusters are named `<namespace>/<revision>`, listeners
-// `listener_8080` (external) and `listener_8081` (internal), route configurations
-// `external_services` and `internal_services`, one virtual host per Host with domains
-// [host, host:*], weighted clusters that append the Knative headers, websocket upgrades.
+// `listener_8080` (external), `listener_8081` (internal) and `listener_8090` (Knative's
+// ingress probes, external routes), route configurations `external_services` and
+// `internal_services`, one virtual host per Host with domains [host, host:*], weighted
+// clusters that append the Knative headers, websocket upgrades, KIngress probe routes, and
+// the `internalkourier` virtual host for the gateway's readiness check.
 // Unlike Kourier, clusters are EDS over ADS with one locality per Kubernetes node, weighted
 // from the gateway's node by the shared cost model.
 import { localityShares, type LocalityPreference, type LocalityShare } from '../cluster/cost.js';
@@ -17,15 +19,30 @@ import type { JsonObject } from './protojson.js';
 
 export const EXTERNAL_LISTENER = 'listener_8080';
 export const INTERNAL_LISTENER = 'listener_8081';
+/** Where Knative's ingress status prober probes external rules (Kourier serves the external routes there). */
+export const PROBE_LISTENER = 'listener_8090';
 export const EXTERNAL_ROUTES = 'external_services';
 export const INTERNAL_ROUTES = 'internal_services';
+/** Host of the gateway's readiness check (`GET /ready` on the internal listener), as net-kourier names it. */
+export const GATEWAY_STATUS_HOST = 'internalkourier';
+/** The gateway bootstrap's static cluster for Envoy's own admin (deploy/components/gateway/envoy-bootstrap.yaml). */
+export const GATEWAY_ADMIN_CLUSTER = 'envoy_admin';
+/** Knative's probe header: `override` on the probe, the KIngress hash once a gateway route has tagged it. */
+export const NETWORK_HASH_HEADER = 'K-Network-Hash';
+export const NETWORK_HASH_OVERRIDE = 'override';
 
 export interface BuildOptions {
   /** Port of the node-local chikai proxy, the endpoint of revisions with no ready pod. */
   readonly proxyPort: number;
-  /** Ports Envoy's Kourier listeners bind (Kourier: 8080 external, 8081 internal). */
+  /** Ports Envoy's Kourier listeners bind (Kourier: 8080 external, 8081 internal, 8090 probe). */
   readonly externalPort?: number;
   readonly internalPort?: number;
+  readonly probePort?: number;
+  /**
+   * Address the Kourier listeners bind on a gateway node (default 0.0.0.0, as Kourier's).
+   * Emulated nodes share one host, so each gateway binds its node's own address there.
+   */
+  readonly listenerAddress?: (gatewayNode: string | undefined) => string;
   readonly connectTimeout?: string;
   readonly preference?: LocalityPreference;
 }
@@ -56,6 +73,12 @@ export interface LocalityPlacement {
 
 const ADS_SOURCE: JsonObject = { ads: {}, resource_api_version: 'V3' };
 
+/**
+ * The pods' ORCA load (`endpoint-load-metrics` response header) that Envoy passes on in its
+ * load reports to the xDS server (xds/lrs.ts): the gateways' own traffic then moves the weights.
+ */
+export const LRS_POD_METRICS = ['named_metrics.in_flight', 'named_metrics.capacity', 'named_metrics.service_ms'];
+
 /** The Envoy locality of a node: region, zone, and the node name as sub_zone. */
 export function localityOf(node: NodeInfo | undefined, name: string): JsonObject {
   return { region: node?.region ?? '', zone: node?.zone ?? '', sub_zone: name };
@@ -75,6 +98,7 @@ export function buildCluster(rev: RevisionInfo, opts: BuildOptions): JsonObject 
       // them traffic, even when most of a priority is unready.
       healthy_panic_threshold: { value: 0 },
     },
+    lrs_report_endpoint_metrics: LRS_POD_METRICS,
   };
   if (rev.protocol === 'h2c') {
     cluster.typed_extension_protocol_options = {
@@ -196,10 +220,13 @@ function connectionManager(statPrefix: string, routeConfigName: string): JsonObj
   };
 }
 
-function gatewayListener(name: string, port: number, statPrefix: string, routeConfigName: string): JsonObject {
+function gatewayListener(name: string, address: string, port: number, statPrefix: string, routeConfigName: string): JsonObject {
   return {
     name,
-    address: { socket_address: { address: '0.0.0.0', port_value: port } },
+    address: { socket_address: { address, port_value: port } },
+    // On an address of its own the gateway shares its host with others: a port another
+    // process holds must fail the bind (a NACK naming it), not be shared via SO_REUSEPORT.
+    ...(address === '0.0.0.0' || address === '::' ? {} : { enable_reuse_port: false }),
     filter_chains: [{
       filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: connectionManager(statPrefix, routeConfigName) }],
     }],
@@ -222,26 +249,22 @@ interface TrafficTarget {
 
 /**
  * Hosts and where their traffic goes. The cluster model has no traffic-split percentages
- * yet, so each host routes 100 % to the revision the model serves it with
- * (`revisionForHost`), the same answer the node proxy gives.
+ * and no visibility yet, so each host routes 100 % to the revision the model serves it with
+ * (`revisionForHost`), the same answer the node proxy gives, on both gateways: without a
+ * KIngress saying a host is cluster-local, every host is reachable on the external one too
+ * (the demo's `curl -H 'Host: hello.default.svc.cluster.local' <node>:8080`).
  */
-function hostTargets(snap: ClusterSnapshot): { internal: Map<string, TrafficTarget[]>; external: Set<string> } {
-  const internal = new Map<string, TrafficTarget[]>();
-  const external = new Set<string>();
+function hostTargets(snap: ClusterSnapshot): Map<string, TrafficTarget[]> {
+  const targets = new Map<string, TrafficTarget[]>();
   const { domain, externalDomains } = snap.state;
   for (const rev of snap.revisions) {
-    const all = hostsOf(rev, domain, externalDomains);
-    const base = `${rev.service}.${rev.namespace}`;
-    const publicHosts = new Set([...externalDomains.map((d) => `${base}.${d}`), ...rev.hosts].map((h) => h.toLowerCase()));
-    for (const host of all) {
-      if (internal.has(host)) continue;
+    for (const host of hostsOf(rev, domain, externalDomains)) {
+      if (targets.has(host)) continue;
       const served = snap.revisionForHost(host);
-      if (!served) continue;
-      internal.set(host, [{ revision: served, percent: 100 }]);
-      if (publicHosts.has(host)) external.add(host);
+      if (served) targets.set(host, [{ revision: served, percent: 100 }]);
     }
   }
-  return { internal, external };
+  return targets;
 }
 
 function virtualHost(host: string, targets: readonly TrafficTarget[]): JsonObject {
@@ -270,10 +293,44 @@ function virtualHost(host: string, targets: readonly TrafficTarget[]): JsonObjec
 }
 
 /**
+ * The readiness check net-kourier gives its gateways: `GET /ready` with Host
+ * `internalkourier` on the internal listener, answered by the gateway's own Envoy admin
+ * (200 once its first ADS round is in). Only that one exact path reaches the admin.
+ */
+function gatewayStatusVirtualHost(): JsonObject {
+  return {
+    name: GATEWAY_STATUS_HOST,
+    domains: [GATEWAY_STATUS_HOST],
+    routes: [{
+      match: { path: '/ready', headers: [{ name: ':method', string_match: { exact: 'GET' } }] },
+      route: { cluster: GATEWAY_ADMIN_CLUSTER, timeout: '5s' },
+    }],
+  };
+}
+
+/**
+ * Knative's ingress.InsertProbe, as Kourier applies it before translating a rule: for every
+ * path a copy, placed first, that matches `K-Network-Hash: override` and overwrites that
+ * header with the KIngress hash on its way to the same splits. The backend (queue-proxy, or
+ * chikai's proxy for a revision at zero) echoes it, which tells the prober this gateway
+ * serves this version of the KIngress.
+ */
+function withProbePaths(paths: readonly IngressPath[], hash: string | undefined): readonly IngressPath[] {
+  if (hash === undefined) return paths;
+  const probes = paths.map((p) => ({
+    ...p,
+    headers: { ...p.headers, [NETWORK_HASH_HEADER]: NETWORK_HASH_OVERRIDE },
+    appendHeaders: { ...p.appendHeaders, [NETWORK_HASH_HEADER]: hash },
+  }));
+  return [...probes, ...paths];
+}
+
+/**
  * A KIngress rule as one virtual host, the way Kourier translates it: a route per path
  * (prefix, exact header matches), weighted clusters for the traffic split with the
- * path's and the split's headers appended. Splits that name no revision (an ExternalName
- * service, say) have no cluster here and are left out; a path left with none is dropped.
+ * path's and the split's headers appended, each path's probe copy first. Splits that name
+ * no revision (an ExternalName service, say) have no cluster here and are left out; a path
+ * left with none is dropped, its probe copy too (the prober then sees 404 and retries).
  */
 function ingressVirtualHost(snap: ClusterSnapshot, ingress: IngressRoutes, ruleIndex: number, rule: IngressRule): JsonObject | undefined {
   const headerList = (h: Readonly<Record<string, string>>) => Object.entries(h).map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
@@ -299,7 +356,7 @@ function ingressVirtualHost(snap: ClusterSnapshot, ingress: IngressRoutes, ruleI
       ...(Object.keys(path.appendHeaders).length > 0 ? { request_headers_to_add: headerList(path.appendHeaders) } : {}),
     };
   };
-  const routes = rule.paths.map(route).filter((r): r is JsonObject => r !== undefined);
+  const routes = withProbePaths(rule.paths, ingress.hash).map(route).filter((r): r is JsonObject => r !== undefined);
   if (routes.length === 0 || rule.hosts.length === 0) return undefined;
   const hosts = rule.hosts.map((h) => h.toLowerCase());
   return {
@@ -316,7 +373,7 @@ function ingressVirtualHosts(snap: ClusterSnapshot, ingresses: readonly IngressR
   const hosts = new Set<string>();
   // Envoy refuses a route configuration where two virtual hosts claim one domain: the first
   // KIngress (by key) keeps it.
-  const claimed = { external: new Set<string>(), internal: new Set<string>() };
+  const claimed = { external: new Set<string>(), internal: new Set<string>([GATEWAY_STATUS_HOST]) };
   const take = (which: 'external' | 'internal', vh: JsonObject): JsonObject | undefined => {
     const domains = (vh.domains as string[]).filter((d) => !claimed[which].has(d));
     if (domains.length === 0) return undefined;
@@ -361,19 +418,21 @@ export function buildNodeResources(
     internalHosts = v.internal;
     apiHosts = v.hosts;
   } else {
-    const { internal, external } = hostTargets(snap);
-    externalHosts = [...external].map((h) => virtualHost(h, internal.get(h) ?? []));
-    // The internal gateway serves every host, cluster-local and public, as Kourier's does.
-    internalHosts = [...internal].map(([h, t]) => virtualHost(h, t));
-    apiHosts = [...internal.keys()];
+    const targets = hostTargets(snap);
+    internalHosts = [...targets].map(([h, t]) => virtualHost(h, t));
+    externalHosts = internalHosts;
+    apiHosts = [...targets.keys()];
   }
   const routes: JsonObject[] = [
     { name: EXTERNAL_ROUTES, virtual_hosts: externalHosts },
-    { name: INTERNAL_ROUTES, virtual_hosts: internalHosts },
+    { name: INTERNAL_ROUTES, virtual_hosts: [...internalHosts, gatewayStatusVirtualHost()] },
   ];
+  const bindAddress = opts.listenerAddress?.(gatewayNode) ?? '0.0.0.0';
   const listeners: BuiltListener[] = [
-    { listener: gatewayListener(EXTERNAL_LISTENER, opts.externalPort ?? 8080, 'external', EXTERNAL_ROUTES), inWildcard: true },
-    { listener: gatewayListener(INTERNAL_LISTENER, opts.internalPort ?? 8081, 'internal', INTERNAL_ROUTES), inWildcard: true },
+    { listener: gatewayListener(EXTERNAL_LISTENER, bindAddress, opts.externalPort ?? 8080, 'external', EXTERNAL_ROUTES), inWildcard: true },
+    { listener: gatewayListener(INTERNAL_LISTENER, bindAddress, opts.internalPort ?? 8081, 'internal', INTERNAL_ROUTES), inWildcard: true },
+    // Kourier's probe listener serves the external routes, so external rules are probed there.
+    { listener: gatewayListener(PROBE_LISTENER, bindAddress, opts.probePort ?? 8090, 'probe', EXTERNAL_ROUTES), inWildcard: true },
     ...apiHosts.map((h) => ({ listener: apiListener(h), inWildcard: false })),
   ];
   return { clusters, endpoints, listeners, routes };

@@ -15,6 +15,8 @@ import { SnapshotCache, type IngressSource, type InvalidResource } from './cache
 import { XdsMetrics } from './metrics.js';
 import { ENDPOINT_TYPE, TYPE_SHORT_NAME, envoyProtos } from './protos.js';
 import { DeltaStream, SotwStream, type AnyAdsStream, type ClientStatus } from './streams.js';
+import { GatewayLoadReports, lrsServiceDefinition } from './lrs.js';
+import type { LoadReport } from '../cluster/load-report.js';
 import { adsServiceDefinition, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from './wire.js';
 
 export interface HostPort {
@@ -35,8 +37,12 @@ export interface XdsServerOptions {
   readonly recomputeMs?: number;
   /** Locality weight change (points of 1..100) below which EDS is not re-pushed (default 5). */
   readonly weightChangeThreshold?: number;
-  /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal). */
-  readonly gatewayPorts?: { readonly external: number; readonly internal: number };
+  /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal, 8090 probe). */
+  readonly gatewayPorts?: { readonly external: number; readonly internal: number; readonly probe?: number };
+  /** Address the Kourier listeners bind on each gateway node (default 0.0.0.0, as Kourier's). */
+  readonly gatewayListenerAddress?: (gatewayNode: string | undefined) => string;
+  /** Accept the gateways' load reports (Envoy LRS) on the ADS port and hand each one here. */
+  readonly gatewayLoad?: (report: LoadReport) => void;
   readonly preference?: LocalityPreference;
   /** Why the model is not ready to serve (e.g. the Kubernetes source still listing); /readyz fails meanwhile. */
   readonly notReady?: () => string | undefined;
@@ -75,6 +81,8 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       proxyPort: opts.proxyPort,
       externalPort: opts.gatewayPorts?.external,
       internalPort: opts.gatewayPorts?.internal,
+      probePort: opts.gatewayPorts?.probe,
+      listenerAddress: opts.gatewayListenerAddress,
       preference: opts.preference,
     },
   });
@@ -118,6 +126,8 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     if (streams.delete(s)) metrics.connectedClients.dec({ protocol: s.protocol });
   };
   const grpcServer = new Server();
+  const gatewayLoad = opts.gatewayLoad ? new GatewayLoadReports({ model: opts.model, onReport: opts.gatewayLoad }) : undefined;
+  if (gatewayLoad) grpcServer.addService(lrsServiceDefinition(), gatewayLoad.handlers());
   grpcServer.addService(adsServiceDefinition(), {
     StreamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => {
       track(new SotwStream(call, ctx, (s) => untrack(s as SotwStream)));
@@ -171,8 +181,9 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
           clearTimeout(timer);
           resolve();
         });
-        // Open ADS streams never end on their own; closing them lets tryShutdown finish.
+        // Open ADS and LRS streams never end on their own; closing them lets tryShutdown finish.
         for (const s of streams) s.end();
+        gatewayLoad?.close();
       });
       await admin?.close();
     },

@@ -6,6 +6,7 @@
 //
 // Routes (any method):
 //   K-Network-Probe: <any> or GET /healthz  → 200 `queue` (503 `not ready` after setReady(false))
+//   K-Network-Probe: probe                  → 200 echoing K-Network-Hash (400 without one), as queue-proxy
 //   /echo                                   → streams the request body back as it arrives
 //   /count                                  → {"bytes": n} after consuming the body
 //   /headers                                → JSON of the request headers received
@@ -178,13 +179,15 @@ export class EmulatedPod {
 
   /**
    * The ORCA load report stamped on every response. `in_flight` counts the requests inside
-   * the pod besides the one being answered (it has left its slot when the header is written).
+   * the pod besides the one being answered (it has left its slot when the header is written);
+   * a response that did work also carries how long it took (`service_ms`), which Envoy
+   * passes on in its load reports.
    */
-  loadHeader(): string {
+  loadHeader(serviceMs?: number): string {
     return formatOrcaHeader({
       cpuUtilization: round(this.busySlots / this.capacity),
       rpsFractional: round(this.recentRps()),
-      named: { in_flight: this.inFlight, capacity: this.capacity },
+      named: { in_flight: this.inFlight, capacity: this.capacity, ...(serviceMs === undefined ? {} : { service_ms: round(serviceMs) }) },
     });
   }
 
@@ -277,6 +280,13 @@ export class EmulatedPod {
 
   private answerProbe(req: http.IncomingMessage, res: http.ServerResponse): void {
     req.resume();
+    // Knative's ingress status probe, as queue-proxy answers it: echo the hash the gateway appended.
+    if (req.headers['k-network-probe'] === 'probe') {
+      const hash = req.headersDistinct['k-network-hash']?.[0];
+      res.writeHead(hash ? 200 : 400, hash ? { 'k-network-hash': hash, 'content-length': 0 } : { 'content-length': 0 });
+      res.end();
+      return;
+    }
     const ok = this.isReady;
     const body = ok ? 'queue' : 'not ready';
     res.writeHead(ok ? 200 : 503, {
@@ -317,7 +327,7 @@ export class EmulatedPod {
           res.writeHead(200, {
             'content-type': 'text/plain; charset=utf-8',
             'content-length': Buffer.byteLength(text),
-            [LOAD_HEADER]: this.loadHeader(),
+            [LOAD_HEADER]: this.loadHeader(ms),
             [SERVICE_TIME_HEADER]: String(round(ms)),
             [HELD_TIME_HEADER]: String(round(this.clock.now() - granted)),
           });

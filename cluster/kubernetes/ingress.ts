@@ -3,7 +3,8 @@
 // cluster model has no place for hosts, paths and traffic splits, so they are kept here
 // as IngressRoutes, the input the xDS server builds listeners and routes from.
 import { revisionKey } from '../model.js';
-import { asObject, metaOf, stringMap, type JsonObject } from './objects.js';
+import { IngressSpecError, kingressHash } from './ingress-hash.js';
+import { asObject, metaOf, stringMap } from './objects.js';
 
 /** The class Kourier serves; Knative stamps it on every KIngress it creates for Kourier. */
 export const KOURIER_INGRESS_CLASS = 'kourier.ingress.networking.knative.dev';
@@ -67,11 +68,12 @@ export interface IngressRoutes {
   readonly rules: readonly IngressRule[];
   readonly tls: readonly IngressTls[];
   /**
-   * The spec exactly as the API server returned it. Knative's readiness prober expects
-   * gateways to answer with a hash of the spec (knative/networking ComputeHash), which
-   * needs the original fields.
+   * Knative's hash of the spec as the API server returned it (knative.dev/networking
+   * ComputeHash): the value gateways append as K-Network-Hash on the probe routes, the one
+   * Knative's ingress status prober waits for. Undefined when the spec holds a value
+   * Go's decoder would refuse (net-kourier could not read such a KIngress either).
    */
-  readonly spec: JsonObject;
+  readonly hash: string | undefined;
 }
 
 export function ingressClassOf(obj: unknown): string | undefined {
@@ -163,6 +165,15 @@ export function ingressRoutesFrom(obj: unknown): IngressRoutes | undefined {
     httpOption: spec['httpOption'] === 'Redirected' ? 'Redirected' : 'Enabled',
     rules,
     tls,
-    spec,
+    hash: hashOf(meta.namespace, meta.name, o['spec']),
   };
+}
+
+function hashOf(namespace: string, name: string, spec: unknown): string | undefined {
+  try {
+    return kingressHash(namespace, name, spec);
+  } catch (err) {
+    if (err instanceof IngressSpecError) return undefined;
+    throw err;
+  }
 }

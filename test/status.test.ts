@@ -1,0 +1,60 @@
+// `chikai status` against the real xDS server with a raw ADS client as the gateway: a NACK
+// shows with Envoy's error and the version kept, an admin that does not answer is named,
+// and both make the exit code 1. (The in-sync and stale cases run against real Envoys in
+// gateway.test.ts.)
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ENDPOINT_TYPE } from '../xds/protos.js';
+import { SotwClient, testNode } from './fixtures/xds/ads-client.js';
+import { testModel } from './fixtures/xds/model.js';
+import { startTestServer, until } from './fixtures/xds/server.js';
+
+const CHIKAI = fileURLToPath(new URL('../bin/chikai.js', import.meta.url));
+
+function status(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CHIKAI, 'status', ...args], (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+t.test('a NACKed assignment shows with Envoy\'s error; an unreachable gateway admin is named; exit 1', async (t) => {
+  const model = testModel(3);
+  const { server, target, adminUrl } = await startTestServer(t, model);
+  const c = new SotwClient(target, testNode('node1'));
+  t.teardown(() => c.close());
+  c.setNames(ENDPOINT_TYPE, ['default/hello-00001']);
+  c.subscribe(ENDPOINT_TYPE, ['default/hello-00001']);
+  const good = await c.next(ENDPOINT_TYPE);
+  c.ack(good);
+  model.setReady('hello-00001-node3', false);
+  const bad = await c.next(ENDPOINT_TYPE);
+  c.nack(bad, good.version, 'cluster default/hello-00001: test says no');
+  await until('the NACK recorded', () => server.clients()[0]?.types['EDS']?.nacked);
+
+  const xdsAdmin = adminUrl.replace('http://', '');
+  const run = await status(['--xds-admin', xdsAdmin, '--gateway-admin', 'node1=127.0.0.1:1']);
+  t.equal(run.code, 1, 'exit code 1');
+  const line = run.stdout.split('\n').find((l) => l.startsWith('node1 ')) ?? '';
+  t.match(line, /^node1\s+CONNECTED\s+NOT SENT\s+/, 'connected; CDS never asked for');
+  t.ok(line.includes(`NACKED ${bad.version.slice(0, 8)}: "cluster default/hello-00001: test says no" (keeps ${good.version.slice(0, 8)})`), `the NACK, its error and the version kept: ${line}`);
+  t.match(line, /OUT OF SYNC: cannot reach node1's Envoy admin at http:\/\/127\.0\.0\.1:1\/config_dump/, 'the admin it could not read');
+  t.equal(run.stdout.trim().split('\n').length, 2, 'a header and one line: only the gateway asked about');
+
+  const json = await status(['--xds-admin', xdsAdmin, '--gateway-admin', 'node1=127.0.0.1:1', '--format', 'json']);
+  const parsed = JSON.parse(json.stdout) as { in_sync: boolean; gateways: { node: string; types: Record<string, { state: string; nack?: { error: string } }> }[] };
+  t.equal(parsed.in_sync, false);
+  t.equal(parsed.gateways[0]?.types['EDS']?.state, 'NACKED');
+  t.equal(parsed.gateways[0]?.types['EDS']?.nack?.error, 'cluster default/hello-00001: test says no');
+});
+
+t.test('bad flags and a missing xDS admin server get a clear answer', async (t) => {
+  const badFlag = await status(['--gateway-admin', 'node1=nowhere']);
+  t.equal(badFlag.code, 2);
+  t.match(badFlag.stderr, /--gateway-admin node1=nowhere: expected NODE=HOST:PORT/);
+  const noServer = await status(['--xds-admin', '127.0.0.1:1']);
+  t.equal(noServer.code, 2);
+  t.match(noServer.stderr, /^chikai: cannot reach the xDS admin server at http:\/\/127\.0\.0\.1:1\/clients .*npm start/m);
+});
