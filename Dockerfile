@@ -38,6 +38,8 @@ COPY package.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY cluster/demo-cluster.yaml ./cluster/demo-cluster.yaml
+# The autoscaler's stat messages are encoded from this schema at run time.
+COPY proxy/stat.proto ./proxy/stat.proto
 COPY deploy/components/gateway/envoy-bootstrap.yaml ./deploy/components/gateway/envoy-bootstrap.yaml
 # The demo's traffic map page, and the rules and dashboard `chikai monitor` loads.
 COPY map/page.html ./map/page.html

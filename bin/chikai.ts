@@ -6,7 +6,6 @@ import { ConfigError, DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/conf
 import { createPolicy, POLICY_NAMES, UnknownPolicyError } from '../proxy/policy/index.js';
 import { NodeProxy } from '../proxy/server.js';
 import { StreamingGarbageCollector } from '../proxy/memory.js';
-import { parseQueueSettings } from '../proxy/queueing.js';
 import { AutoscalerReporter } from '../proxy/autoscaler.js';
 import { LoadReporter } from '../proxy/load-reporter.js';
 import { SOURCE_FLAGS, hostPortFlag, openModelSource, sourceKind } from './sources.js';
@@ -61,7 +60,6 @@ async function proxyCommand(args: string[]): Promise<void> {
   const kind = sourceKind(values.source);
   const file = loadClusterFile(values.cluster);
   const policy = createPolicy(values.policy ?? file.proxy.policy);
-  const queue = parseQueueSettings(file.queue, file.file);
   const drainSeconds = values['drain-seconds'] !== undefined ? Number(values['drain-seconds']) : file.proxy.drainSeconds;
   if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new UsageError('--drain-seconds expects a number of seconds ≥ 0');
   const listenFlag = values.listen ? hostPortFlag('listen', values.listen) : undefined;
@@ -91,7 +89,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     listen,
     admin,
     policy,
-    queue,
+    queue: file.queue,
     drainSeconds,
     maxBodyBytes: file.proxy.maxBodyBytes,
     headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,

@@ -8,7 +8,6 @@ import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/
 import type { Exposure } from '../cluster/emulated/network.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
-import { parseQueueSettings } from '../proxy/queueing.js';
 import { LoadReporter } from '../proxy/load-reporter.js';
 import type { HostPort, XdsServer } from '../xds/server.js';
 import type { IngressSource } from '../xds/cache.js';
@@ -105,7 +104,6 @@ async function exposeOnEveryNode(cluster: EmulatedCluster, proxies: ReadonlyMap<
 export async function startEmulatedStack(opts: StackOptions = {}): Promise<EmulatedStack> {
   const file = opts.file ?? loadClusterFile(DEMO_CLUSTER_FILE);
   const model = new ClusterModel(file.state);
-  const queue = parseQueueSettings(file.queue, file.file);
   const cluster = await startEmulatedCluster({ model, pods: file.pods, seed: opts.seed });
   const proxies = new Map<string, NodeProxy>();
   // Every proxy listens on its node's hidden address and is reached through the emulated
@@ -121,7 +119,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
         admin: { host: node.address, port: opts.adminPort ?? file.proxy.adminPort },
         peerPort: proxyPort === 0 ? undefined : proxyPort,
         policy: opts.policyFor ? opts.policyFor(node.name) : createPolicy(opts.policy ?? file.proxy.policy),
-        queue,
+        queue: file.queue,
         drainSeconds: opts.drainSeconds ?? file.proxy.drainSeconds,
         maxBodyBytes: file.proxy.maxBodyBytes,
         headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
