@@ -8,6 +8,7 @@
 // away (load alone decides), and for revisions without ready pods every node's proxy at
 // priority 0.
 import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Clock } from '../cluster/clock.js';
 import type { LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import type { LocalityPreference } from '../cluster/cost.js';
@@ -15,6 +16,7 @@ import { AdminServer } from './admin.js';
 import { SnapshotBuilder, type InvalidResource } from './builder.js';
 import { SnapshotCache, type IngressSource } from './cache.js';
 import { XdsMetrics } from './metrics.js';
+import { RateLimitedLog } from './log-limit.js';
 import { ENDPOINT_TYPE, TYPE_SHORT_NAME, envoyProtos } from './protos.js';
 import { DeltaStream, SotwStream, type AnyAdsStream, type ClientStatus } from './streams.js';
 import type { EncodedMessage } from './encoded-response.js';
@@ -55,8 +57,10 @@ export interface XdsServerOptions {
   readonly services?: readonly { readonly definition: ServiceDefinition; readonly implementation: object }[];
   /** Response bytes that may wait in gRPC's send buffers at once, over all streams (default 64 MiB). */
   readonly writeBudgetBytes?: number;
-  /** Where NACKs, refused resources and stream errors are reported (default: console.warn). */
+  /** Where NACKs, refused resources and stream errors are reported (default: console.warn); a client's lines are rate-limited (xds/log-limit.ts). */
   readonly log?: (line: string) => void;
+  /** Clock of the log's rate limit (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 export interface XdsServer {
@@ -79,6 +83,7 @@ export interface XdsServer {
 
 export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer> {
   const log = opts.log ?? ((line: string) => console.warn(line));
+  const clientLog = new RateLimitedLog({ write: log, clock: opts.clock });
   envoyProtos();
   const cache = new SnapshotCache();
   const builder = new SnapshotBuilder({
@@ -132,7 +137,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
   const ctx = {
     cache,
     metrics,
-    log,
+    log: (client: string, line: string) => clientLog.log(client, line),
     writes: new WriteBudget(opts.writeBudgetBytes ?? 64 << 20),
     subscriptions: new SubscriptionPool(),
     nextStreamId: () => `s${++streamSeq}`,

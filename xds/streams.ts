@@ -23,6 +23,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { PublishEvent, ResourceEntry, SnapshotCache, TypeSnapshot } from './cache.js';
 import { contentHash } from './cache.js';
 import { encodeDeltaResponse, encodeSotwResponse, sharedNonce, wildcardEntries, type EncodedMessage } from './encoded-response.js';
+import { peerHost } from './log-limit.js';
 import type { XdsMetrics } from './metrics.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, TYPE_SHORT_NAME, isResourceTypeUrl, type ResourceTypeUrl } from './protos.js';
 import type { SubscriptionPool } from './subscriptions.js';
@@ -74,7 +75,8 @@ export interface ClientStatus {
 export interface StreamContext {
   readonly cache: SnapshotCache;
   readonly metrics: XdsMetrics;
-  readonly log: (line: string) => void;
+  /** Rate-limited per client machine (xds/log-limit.ts). */
+  readonly log: (client: string, line: string) => void;
   /** Bounds the response bytes waiting to be sent over all streams. */
   readonly writes: WriteBudget;
   /** SotW subscriptions shared between streams that name the same resources. */
@@ -144,6 +146,8 @@ abstract class AdsStream<Req extends AnyRequest> {
   readonly id: string;
   readonly connectedAt = new Date();
   readonly peer: string;
+  /** The client machine (peer without its port): the key of its rate-limited log lines. */
+  protected readonly clientHost: string;
   protected node: NodeIdentity | undefined;
   protected viewKey: string | undefined;
   protected readonly types = new Map<ResourceTypeUrl, TypeState>();
@@ -158,11 +162,12 @@ abstract class AdsStream<Req extends AnyRequest> {
   ) {
     this.id = ctx.nextStreamId();
     this.peer = call.getPeer();
+    this.clientHost = peerHost(this.peer);
     call.on('data', (req: Req) => {
       try {
         this.handle(req);
       } catch (err) {
-        this.ctx.log(`xds: stream ${this.id} (${this.describeNode()}): ${(err as Error).stack ?? err}`);
+        this.ctx.log(this.clientHost, `xds: stream ${this.id} (${this.describeNode()}): ${(err as Error).stack ?? err}`);
       }
     });
     call.on('end', () => this.close(true));
@@ -238,7 +243,7 @@ abstract class AdsStream<Req extends AnyRequest> {
       st.nacked = record;
       st.lastNack = record;
       this.ctx.metrics.nacks.inc({ type: short, node: this.gatewayNode ?? '' });
-      this.ctx.log(`xds: ${short} version ${record.version} NACKed by ${this.describeNode()} (stream ${this.id}): ${record.error}; keeping its last good version ${st.ackedVersion ?? '(none)'}`);
+      this.ctx.log(this.clientHost, `xds: ${short} version ${record.version} NACKed by ${this.describeNode()} (stream ${this.id}): ${record.error}; keeping its last good version ${st.ackedVersion ?? '(none)'}`);
     } else {
       st.nacked = undefined;
       st.ackedVersion = versionInfo ?? st.sentVersion;
@@ -356,7 +361,7 @@ abstract class AdsStream<Req extends AnyRequest> {
 
   protected checkType(typeUrl: string | undefined): ResourceTypeUrl | undefined {
     if (typeUrl && isResourceTypeUrl(typeUrl)) return typeUrl;
-    this.ctx.log(`xds: ${this.describeNode()} asked for type ${JSON.stringify((typeUrl ?? '').slice(0, 200))}, which chikai does not serve (it serves ${PUSH_ORDER.join(', ')}); ignored`);
+    this.ctx.log(this.clientHost, `xds: ${this.describeNode()} asked for type ${JSON.stringify((typeUrl ?? '').slice(0, 200))}, which chikai does not serve (it serves ${PUSH_ORDER.join(', ')}); ignored`);
     return undefined;
   }
 }
