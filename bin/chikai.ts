@@ -66,7 +66,7 @@ async function proxyCommand(args: string[]): Promise<void> {
   const adminFlag = values.admin ? hostPortFlag('admin', values.admin) : undefined;
 
   new StreamingGarbageCollector().start();
-  const source = await openModelSource({ kind, file, namespace: values.namespace, kubeconfig: values.kubeconfig });
+  const source = await openModelSource({ kind, file, namespace: values.namespace, kubeconfig: values.kubeconfig, proxies: values.proxies });
   const node = source.model.current.node(nodeName);
   if (!node) {
     await source.close();
@@ -74,7 +74,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     throw new UsageError(`--node ${nodeName}: no such node in ${kind === 'file' ? file.file : 'the Kubernetes API'} (nodes: ${known})`);
   }
   // In Kubernetes the proxy is a pod: it listens on every address and reaches the other
-  // nodes' proxies on their node address at its own (host) port.
+  // nodes' proxy pods (their addresses from the proxies' EndpointSlices) at its own port.
   const listen = listenFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.port } : { host: '0.0.0.0', port: 8012 });
   const admin = adminFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.adminPort } : { host: '0.0.0.0', port: 9090 });
   const autoscalerUrl = values.autoscaler ?? process.env['CHIKAI_AUTOSCALER_URL'];

@@ -29,7 +29,7 @@ export async function xdsCommand(args: string[]): Promise<void> {
   // The node proxies: where a revision with no ready pod is sent.
   const proxyPort = port('proxy-port', values['proxy-port'], inCluster ? 8012 : file.proxy.port);
 
-  const source = await openModelSource({ kind, file, readIngresses: inCluster, namespace: values.namespace, kubeconfig: values.kubeconfig });
+  const source = await openModelSource({ kind, file, readIngresses: inCluster, namespace: values.namespace, kubeconfig: values.kubeconfig, proxies: values.proxies });
   const log = (line: string) => console.warn(line);
   const server = await startXdsServerWithLoadReports({
     model: source.model,
