@@ -128,7 +128,11 @@ t.test('the proxy DaemonSet: activator port, metrics, probes, drain, downward AP
     t.equal(str(env['POD_NAME'], 'valueFrom', 'fieldRef', 'fieldPath'), 'metadata.name', 'pod name for the autoscaler stats');
     t.match(str(env['CHIKAI_AUTOSCALER_URL'], 'value') ?? '', /^ws:\/\/autoscaler\.knative-serving(\.svc\.cluster\.local)?:8080$/);
     const ports = Object.fromEntries(list(c, 'ports').map((p) => [p['name'], p]));
-    t.same([ports['http']?.['containerPort'], ports['http']?.['hostPort'], ports['metrics']?.['containerPort']], [8012, 8012, 9090]);
+    t.same([ports['http']?.['containerPort'], ports['metrics']?.['containerPort']], [8012, 9090]);
+    const peers = need(objs, 'Service', 'chikai-proxy', 'knative-serving');
+    t.equal(dig(peers, 'spec', 'clusterIP'), 'None', 'headless: its EndpointSlices list every proxy pod with its node');
+    t.ok(selects(map(peers, 'spec', 'selector'), map(ds, 'spec', 'template', 'metadata', 'labels')), 'the proxies\' Service selects the proxies');
+    t.match(args, /--proxies knative-serving\/chikai-proxy|^(?!.*--proxies)/, 'the proxies read that Service (the default --proxies)');
     t.same([str(c, 'readinessProbe', 'httpGet', 'path'), dig(c, 'readinessProbe', 'httpGet', 'port')], ['/readyz', 'metrics']);
     t.equal(str(c, 'livenessProbe', 'httpGet', 'path'), '/healthz');
     t.ok(dig(c, 'lifecycle', 'preStop', 'exec', 'command'), 'preStop before the drain');
@@ -139,7 +143,7 @@ t.test('the proxy DaemonSet: activator port, metrics, probes, drain, downward AP
     t.equal(dig(c, 'securityContext', 'readOnlyRootFilesystem'), true);
     t.equal(dig(c, 'securityContext', 'allowPrivilegeEscalation'), false);
     t.same(dig(c, 'securityContext', 'capabilities', 'drop'), ['ALL']);
-    t.notOk(dig(pod, 'hostNetwork'), 'pod network, only the traffic port on the host');
+    t.notOk(dig(pod, 'hostNetwork'), 'pod network');
     t.ok(selects(map(ds, 'spec', 'selector', 'matchLabels'), map(ds, 'spec', 'template', 'metadata', 'labels')), 'selector matches the template');
   }
 });
