@@ -93,6 +93,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     drainSeconds,
     maxBodyBytes: file.proxy.maxBodyBytes,
     headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
+    maxIdleConnectionsPerClient: file.proxy.maxIdleConnectionsPerClient,
     localAddress: kind === 'file' ? node.address : undefined,
     peerPort: kind === 'file' ? file.proxy.port : listen.port,
     processMetrics: true,
