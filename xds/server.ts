@@ -17,6 +17,7 @@ import { SnapshotBuilder, type InvalidResource } from './builder.js';
 import { SnapshotCache, type IngressSource } from './cache.js';
 import { XdsMetrics } from './metrics.js';
 import { RateLimitedLog } from './log-limit.js';
+import { certificateNode, listenMutualTls, type MutualTls, type TlsListener } from './mtls.js';
 import { ENDPOINT_TYPE, TYPE_SHORT_NAME, envoyProtos } from './protos.js';
 import { DeltaStream, SotwStream, type AnyAdsStream, type ClientStatus } from './streams.js';
 import type { EncodedMessage } from './encoded-response.js';
@@ -61,6 +62,11 @@ export interface XdsServerOptions {
   readonly log?: (line: string) => void;
   /** Clock of the log's rate limit (default: the system clock). */
   readonly clock?: Clock;
+  /**
+   * Mutual TLS on the ADS port (xds/mtls.ts): clients need a certificate of this CA, and a
+   * gateway gets only the view of the node its certificate names. Absent: plaintext.
+   */
+  readonly tls?: MutualTls;
 }
 
 export interface XdsServer {
@@ -169,21 +175,33 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     leaveView(s, s.currentView);
     if (streams.delete(s)) metrics.connectedClients.dec({ protocol: s.protocol });
   };
+  // With mutual TLS every stream's certificate names the one node it may ask for.
+  const allowedNode = (call: ServerDuplexStream<unknown, unknown>): { readonly node: string | undefined } | undefined =>
+    opts.tls ? { node: certificateNode(call).node } : undefined;
   const grpcServer = new Server();
   grpcServer.addService(adsServiceDefinition(), {
     StreamAggregatedResources: (call: ServerDuplexStream<IncomingDiscoveryRequest, EncodedMessage>) => {
-      track(new SotwStream(call, ctx, (s) => untrack(s as SotwStream)));
+      track(new SotwStream(call, ctx, (s) => untrack(s as SotwStream), allowedNode(call)));
     },
     DeltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, EncodedMessage>) => {
-      track(new DeltaStream(call, ctx, (s) => untrack(s as DeltaStream)));
+      track(new DeltaStream(call, ctx, (s) => untrack(s as DeltaStream), allowedNode(call)));
     },
   });
   for (const svc of opts.services ?? []) grpcServer.addService(svc.definition, svc.implementation as UntypedServiceImplementation);
   let port: number;
+  let tlsListener: TlsListener | undefined;
   try {
-    port = await new Promise<number>((resolve, reject) => {
-      grpcServer.bindAsync(`${opts.listen.host}:${opts.listen.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
-    });
+    if (opts.tls) {
+      // chikai terminates TLS (to log refused handshakes) and gives grpc-js the verified connections.
+      const injector = grpcServer.createConnectionInjector(ServerCredentials.createInsecure());
+      tlsListener = await listenMutualTls(opts.listen.host, opts.listen.port, opts.tls, injector,
+        (client, why) => clientLog.log(client, `xds: refused a connection from ${client}: ${why}`));
+      port = tlsListener.port;
+    } else {
+      port = await new Promise<number>((resolve, reject) => {
+        grpcServer.bindAsync(`${opts.listen.host}:${opts.listen.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      });
+    }
   } catch (err) {
     builder.stop();
     throw new Error(`xDS server cannot listen on ${opts.listen.host}:${opts.listen.port}: ${(err as Error).message} (pick a free port or stop what holds it)`);
@@ -216,6 +234,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       if (closed) return;
       closed = true;
       builder.stop();
+      await tlsListener?.close();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           grpcServer.forceShutdown();

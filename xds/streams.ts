@@ -24,6 +24,7 @@ import type { PublishEvent, ResourceEntry, SnapshotCache, TypeSnapshot } from '.
 import { contentHash } from './cache.js';
 import { encodeDeltaResponse, encodeSotwResponse, sharedNonce, wildcardEntries, type EncodedMessage } from './encoded-response.js';
 import { peerHost } from './log-limit.js';
+import { REFUSED_STATUS, nodeRefusal } from './mtls.js';
 import type { XdsMetrics } from './metrics.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, TYPE_SHORT_NAME, isResourceTypeUrl, type ResourceTypeUrl } from './protos.js';
 import type { SubscriptionPool } from './subscriptions.js';
@@ -159,6 +160,8 @@ abstract class AdsStream<Req extends AnyRequest> {
     protected readonly call: ServerDuplexStream<Req, EncodedMessage>,
     protected readonly ctx: StreamContext,
     private readonly onClose: (s: AdsStream<Req>) => void,
+    /** With mutual TLS: the node the client's certificate names, the only one it may ask for. */
+    private readonly certified?: { readonly node: string | undefined },
   ) {
     this.id = ctx.nextStreamId();
     this.peer = call.getPeer();
@@ -216,11 +219,23 @@ abstract class AdsStream<Req extends AnyRequest> {
     return st;
   }
 
-  protected identify(node: NodeIdentity | undefined): void {
-    if (this.node || !node) return;
+  /** False when the stream was refused: its certificate does not name the node it claims. */
+  protected identify(node: NodeIdentity | undefined): boolean {
+    if (this.closed) return false;
+    if (this.node || (!node && !this.certified)) return true;
+    if (this.certified) {
+      const why = node ? nodeRefusal(this.certified.node, node.id, node.locality?.sub_zone || undefined) : 'its first request carries no node identity';
+      if (why || !node) {
+        this.ctx.log(this.clientHost, `xds: refused ADS stream ${this.id} from ${this.clientHost}: ${why}`);
+        this.call.emit('error', { code: REFUSED_STATUS, details: `chikai-xds: ${why}` });
+        this.close(false);
+        return false;
+      }
+    }
     this.node = node;
     this.viewKey = this.ctx.cache.viewKeyFor(this.gatewayNode);
     this.ctx.viewChanged(this as unknown as AnyAdsStream, undefined, this.viewKey);
+    return true;
   }
 
   protected nextNonce(): string {
@@ -390,7 +405,7 @@ export class SotwStream extends AdsStream<IncomingDiscoveryRequest> {
   readonly protocol = 'sotw' as const;
 
   protected handle(req: IncomingDiscoveryRequest): void {
-    this.identify(req.node);
+    if (!this.identify(req.node)) return;
     const type = this.checkType(req.type_url);
     if (!type) return;
     const st = this.state(type);
@@ -510,7 +525,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
   readonly protocol = 'delta' as const;
 
   protected handle(req: DeltaDiscoveryRequest): void {
-    this.identify(req.node);
+    if (!this.identify(req.node)) return;
     const type = this.checkType(req.type_url);
     if (!type) return;
     const st = this.state(type);
