@@ -6,7 +6,7 @@
 // node's address and pay its latency, as the proxies' hops do).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import type { NodeInfo } from '../cluster/model.js';
 import type { JsonObject } from '../xds/protojson.js';
 
@@ -106,14 +106,21 @@ function addXdsTls(doc: Obj, files: XdsTlsFiles): void {
   };
 }
 
+/** Where the xds-mtls overlay's bootstrap is, generated from the template by `chikai gateway-bootstrap --xds-tls`. */
+export const MUTUAL_TLS_BOOTSTRAP = fileURLToPath(new URL('../../deploy/components/xds-mtls/envoy-bootstrap.yaml', import.meta.url));
+
 /**
- * The Kubernetes bootstrap of the xds-mtls overlay: the template as it is, plus mutual TLS
- * to chikai-xds with the files the overlay mounts (`chikai bootstrap --xds-tls` prints it).
+ * The Kubernetes bootstrap as YAML: the template as it is, or (xdsTls) plus mutual TLS to
+ * chikai-xds with the files the xds-mtls overlay mounts. That overlay ships the latter,
+ * generated, so the template stays the one place the bootstrap is written.
  */
-export function mutualTlsBootstrap(template?: string): JsonObject {
+export function gatewayBootstrapYaml(xdsTls: boolean, template?: string): string {
   const doc = readTemplate(template);
+  if (!xdsTls) return stringify(doc);
   addXdsTls(doc, KUBERNETES_XDS_TLS);
-  return doc as JsonObject;
+  return `# Generated from ../gateway/envoy-bootstrap.yaml by \`chikai gateway-bootstrap --xds-tls\`:
+# edit the template and regenerate, not this file. See that file for what each part does.
+${stringify(doc)}`;
 }
 
 /** The bootstrap for `node`'s gateway, as Envoy JSON (write it to a file, or pass it to -c). */

@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { configuredLoadView } from '../cluster/load.js';
+import { LoadReporter } from '../proxy/load-reporter.js';
 import type { NodeInfo } from '../cluster/model.js';
 import { renderBootstrap, type XdsTlsFiles } from '../gateway/bootstrap.js';
 import { ensureEnvoy } from '../gateway/envoy-binary.js';
@@ -15,7 +16,7 @@ import { EnvoyProcess } from '../gateway/envoy-process.js';
 import { pickGatewayPorts } from '../gateway/gateways.js';
 import { readMutualTls } from '../xds/mtls.js';
 import { EXTERNAL_LISTENER, INTERNAL_LISTENER, PROBE_LISTENER } from '../xds/resources.js';
-import { startXdsServer, type XdsServer } from '../xds/server.js';
+import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
 import { TestPki, type PemPair } from './fixtures/certs.js';
 import { ManualClock } from './fixtures/clock.js';
 import { testModel } from './fixtures/xds/model.js';
@@ -29,7 +30,7 @@ t.teardown(() => pki.remove());
 const model = testModel(4);
 const node = (name: string): NodeInfo => model.current.node(name)!;
 const logs: string[] = [];
-let server: XdsServer;
+let server: Awaited<ReturnType<typeof startXdsServerWithLoadReports>>;
 let ca: PemPair;
 let envoyBin: string;
 let ports: Awaited<ReturnType<typeof pickGatewayPorts>>;
@@ -39,9 +40,9 @@ t.before(async () => {
   ca = await pki.ca('chikai-test-ca');
   const serverCert = await pki.issue(ca, 'xds', 'chikai-xds', 'server', [`DNS:${SERVER_NAME}`]);
   ports = await pickGatewayPorts(model.current.nodes.map((n) => n.address));
-  server = await startXdsServer({
+  server = await startXdsServerWithLoadReports({
     model,
-    load: configuredLoadView(() => model.current),
+    loadReportIntervalMs: 100,
     listen: { host: '127.0.0.1', port: 0 },
     proxyPort: 8012,
     gatewayPorts: ports,
@@ -130,4 +131,19 @@ t.test('refusals are logged a few times per client, not once per attempt', async
   const lines = logs.filter((l) => l.includes('from 127.0.3.9'));
   t.equal(lines.length, 5, `${attempts} refused handshakes, 5 lines (the per-client burst)`);
   t.match(lines[0], /no client certificate/);
+});
+
+t.test('the proxies\' load reports need their own node\'s certificate too', async (t) => {
+  const pem = (p: PemPair) => ({ ca: readFileSync(ca.cert), cert: readFileSync(p.cert), key: readFileSync(p.key), serverName: SERVER_NAME });
+  const reporter = (nodeName: string, cert: PemPair) => {
+    const r = new LoadReporter({ node: nodeName, model, load: configuredLoadView(() => model.current), servers: [{ host: '127.0.0.1', port: server.address.port }], tls: pem(cert), intervalMs: 100 });
+    t.teardown(() => r.close());
+    return r;
+  };
+  await reporter('node2', await pki.issue(ca, 'proxy-node2', 'node2', 'client')).start();
+  await until('node2\'s proxy reporting', () => server.loadReports.reporters().includes('node2'));
+  t.pass('a proxy with its node\'s certificate reports its load');
+  await reporter('node3', await pki.issue(ca, 'proxy-node2-again', 'node2', 'client')).start();
+  await until('the refusal logged', () => logs.some((l) => /refused load reports from 127\.0\.0\.1: its certificate is for node "node2" but it reports as sub_zone "node3"/.test(l)));
+  t.notOk(server.loadReports.reporters().includes('node3'), 'one with another node\'s certificate does not');
 });

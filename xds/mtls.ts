@@ -7,6 +7,7 @@
 // names: the subject's CN is the node name (as Kubernetes reads client certificates), and
 // the gateway's node.id and node.locality.sub_zone must both be it.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { status, type ConnectionInjector, type ServerDuplexStream } from '@grpc/grpc-js';
 
@@ -27,6 +28,11 @@ export class MutualTlsError extends Error {
   override name = 'MutualTlsError';
 }
 
+/** A folder laid out as a kubernetes.io/tls Secret with the CA beside it (cert-manager's): ca.crt, tls.crt, tls.key. */
+export function tlsDirFiles(dir: string): MutualTlsFiles {
+  return { ca: join(dir, 'ca.crt'), cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key') };
+}
+
 /** Reads the three PEM files, naming the one that cannot be read or is not PEM. */
 export function readMutualTls(files: MutualTlsFiles): MutualTls {
   const read = (what: string, path: string, marker: RegExp): Buffer => {
@@ -40,9 +46,9 @@ export function readMutualTls(files: MutualTlsFiles): MutualTls {
     return b;
   };
   return {
-    ca: read('--tls-ca', files.ca, /-----BEGIN CERTIFICATE-----/),
-    cert: read('--tls-cert', files.cert, /-----BEGIN CERTIFICATE-----/),
-    key: read('--tls-key', files.key, /-----BEGIN (RSA |EC )?PRIVATE KEY-----/),
+    ca: read('the CA certificate', files.ca, /-----BEGIN CERTIFICATE-----/),
+    cert: read('the certificate', files.cert, /-----BEGIN CERTIFICATE-----/),
+    key: read('the private key', files.key, /-----BEGIN (RSA |EC )?PRIVATE KEY-----/),
   };
 }
 
