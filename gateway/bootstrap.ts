@@ -106,9 +106,6 @@ function addXdsTls(doc: Obj, files: XdsTlsFiles): void {
   };
 }
 
-/** Where the xds-mtls overlay's bootstrap is, generated from the template by `chikai gateway-bootstrap --xds-tls`. */
-export const MUTUAL_TLS_BOOTSTRAP = fileURLToPath(new URL('../../deploy/components/xds-mtls/envoy-bootstrap.yaml', import.meta.url));
-
 /**
  * The Kubernetes bootstrap as YAML: the template as it is, or (xdsTls) plus mutual TLS to
  * chikai-xds with the files the xds-mtls overlay mounts. That overlay ships the latter,

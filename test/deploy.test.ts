@@ -7,7 +7,7 @@ import { envoyProtos } from '../xds/protos.js';
 import { validateMessage } from '../xds/validate.js';
 import { packAny, type JsonObject } from '../xds/protojson.js';
 import { GATEWAY_ADMIN_CLUSTER, GATEWAY_STATUS_HOST } from '../xds/resources.js';
-import { MUTUAL_TLS_BOOTSTRAP, gatewayBootstrapYaml } from '../gateway/bootstrap.js';
+import { gatewayBootstrapYaml } from '../gateway/bootstrap.js';
 
 const BOOTSTRAP_TYPE = 'type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap';
 envoyProtos().load(['envoy/config/bootstrap/v3/bootstrap.proto', 'envoy/extensions/transport_sockets/tls/v3/tls.proto']);
@@ -254,6 +254,8 @@ t.test('the gateway: bootstrap points ADS at chikai-xds, node identity from the 
 });
 
 t.test('mutual TLS on ADS (full-mtls): the server requires it, each gateway and proxy presents its own node\'s certificate', async (t) => {
+  // The xds-mtls overlay ships the template plus mutual TLS, generated.
+  const MUTUAL_TLS_BOOTSTRAP = join(ROOT, 'deploy/components/xds-mtls/envoy-bootstrap.yaml');
   t.equal(readFileSync(MUTUAL_TLS_BOOTSTRAP, 'utf8'), gatewayBootstrapYaml(true),
     `${MUTUAL_TLS_BOOTSTRAP} is the template plus mutual TLS (regenerate: npm run build && node dist/bin/chikai.js gateway-bootstrap --xds-tls > deploy/components/xds-mtls/envoy-bootstrap.yaml)`);
   const objs = rendered.get('full-mtls')!;
