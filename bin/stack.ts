@@ -123,6 +123,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
         drainSeconds: opts.drainSeconds ?? file.proxy.drainSeconds,
         maxBodyBytes: file.proxy.maxBodyBytes,
         headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
+        maxIdleConnectionsPerClient: file.proxy.maxIdleConnectionsPerClient,
         localAddress: node.address,
       });
       proxies.set(node.name, proxy);

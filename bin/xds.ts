@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { loadClusterFile } from '../cluster/config.js';
 import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
+import { readMutualTls, tlsDirFiles, type MutualTls } from '../xds/mtls.js';
 import { SOURCE_FLAGS, SourceError, hostPortFlag, openModelSource, sourceKind } from './sources.js';
 
 function port(flag: string, v: string | undefined, fallback: number): number {
@@ -19,6 +20,7 @@ export async function xdsCommand(args: string[]): Promise<void> {
     options: {
       ...SOURCE_FLAGS,
       'proxy-port': { type: 'string' },
+      'tls-dir': { type: 'string' },
     },
   });
   const kind = sourceKind(values.source);
@@ -29,7 +31,14 @@ export async function xdsCommand(args: string[]): Promise<void> {
   // The node proxies: where a revision with no ready pod is sent.
   const proxyPort = port('proxy-port', values['proxy-port'], inCluster ? 8012 : file.proxy.port);
 
-  const source = await openModelSource({ kind, file, readIngresses: inCluster, namespace: values.namespace, kubeconfig: values.kubeconfig });
+  // Mutual TLS on the ADS port: ca.crt (the clients' CA), tls.crt and tls.key (this server's).
+  let tls: MutualTls | undefined;
+  try {
+    tls = values['tls-dir'] ? readMutualTls(tlsDirFiles(values['tls-dir'])) : undefined;
+  } catch (err) {
+    throw new SourceError(`--tls-dir: ${(err as Error).message}`);
+  }
+  const source = await openModelSource({ kind, file, readIngresses: inCluster, namespace: values.namespace, kubeconfig: values.kubeconfig, proxies: values.proxies });
   const log = (line: string) => console.warn(line);
   const server = await startXdsServerWithLoadReports({
     model: source.model,
@@ -39,11 +48,12 @@ export async function xdsCommand(args: string[]): Promise<void> {
     ingresses: source.ingresses,
     notReady: () => source.notReady(),
     log,
+    tls,
   }).catch(async (err: unknown) => {
     await source.close();
     throw err;
   });
-  console.log(`chikai xDS server (${kind} source): ADS on ${listen.host}:${server.address.port}, admin on ${admin.host}:${server.adminAddress?.port}`);
+  console.log(`chikai xDS server (${kind} source): ADS${tls ? ' (mutual TLS)' : ''} on ${listen.host}:${server.address.port}, admin on ${admin.host}:${server.adminAddress?.port}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -31,6 +31,17 @@ export interface LoadReporterOptions {
   /** How often host names are resolved again (default 10 s). */
   readonly resolveEveryMs?: number;
   readonly log?: (line: string) => void;
+  /** Mutual TLS to the xDS servers (their ADS port requires it in deploy/'s xds-mtls overlay). */
+  readonly tls?: ClientTls;
+}
+
+/** A client certificate (subject CN = this proxy's node) and the CA and name of the xDS servers' certificate. */
+export interface ClientTls {
+  readonly ca: Buffer;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /** The DNS name in the servers' certificate (they are dialled by address). */
+  readonly serverName: string;
 }
 
 type Call = ClientDuplexStream<LoadStatsRequest, LoadStatsResponse>;
@@ -54,7 +65,10 @@ class ReportStream {
 
   private connect(): void {
     const Ctor = makeGenericClientConstructor(lrsServiceDefinition(), 'LoadReportingService');
-    this.client = new Ctor(this.address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+    const tls = this.reporter.tls;
+    this.client = tls
+      ? new Ctor(this.address, credentials.createSsl(tls.ca, tls.key, tls.cert), { 'grpc.use_local_subchannel_pool': 1, 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName })
+      : new Ctor(this.address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
     const method = (this.client as unknown as Record<string, () => Call>).StreamLoadStats;
     const call = method.call(this.client);
     this.call = call;
@@ -130,6 +144,10 @@ export class LoadReporter {
 
   log(line: string): void {
     this.opts.log?.(`chikai proxy ${this.node}: ${line}`);
+  }
+
+  get tls(): ClientTls | undefined {
+    return this.opts.tls;
   }
 
   async start(): Promise<void> {

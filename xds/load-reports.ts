@@ -11,12 +11,15 @@
 // silent for four intervals no longer counts. Both go into one ReportedLoad, the LoadView
 // the builder weighs localities with.
 import { EventEmitter } from 'node:events';
+import type { Clock } from '../cluster/clock.js';
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { ReportedLoad, type LoadDelta } from '../cluster/load-report.js';
 import { configuredLoadView, type LoadView } from '../cluster/load.js';
 import type { ClusterModel, ClusterSnapshot } from '../cluster/model.js';
 import { PROXY_NODE_CLUSTER, duration, lrsServiceDefinition, readClusterStats, readGatewayClusterStats, type LoadStatsRequest, type LoadStatsResponse } from './lrs.js';
+import { RateLimitedLog, peerHost } from './log-limit.js';
+import { certificateNode } from './mtls.js';
 import { startXdsServer, type XdsServer, type XdsServerOptions } from './server.js';
 
 export interface LoadReportServiceOptions {
@@ -26,6 +29,8 @@ export interface LoadReportServiceOptions {
   /** How often proxies report, asked for in every LoadStatsResponse (default 500 ms). */
   readonly intervalMs?: number;
   readonly log?: (line: string) => void;
+  /** Clock of the refusal log's rate limit (default: the system clock). */
+  readonly clock?: Clock;
   /** Milliseconds clock for the quiet-stream check (tests). */
   readonly now?: () => number;
 }
@@ -51,6 +56,7 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
   readonly load: ReportedLoad;
   readonly intervalMs: number;
   private readonly streams = new Map<string, ReportStream>();
+  private readonly refusals: RateLimitedLog;
   private timer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly onModel = (snap: ClusterSnapshot) => this.load.prune((pod) => this.podIndex(snap).has(pod));
@@ -64,6 +70,7 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
     this.intervalMs = opts.intervalMs ?? 500;
     if (!(this.intervalMs > 0)) throw new Error(`the load reporting interval must be a positive number of milliseconds, got ${opts.intervalMs}`);
     this.now = opts.now ?? Date.now;
+    this.refusals = new RateLimitedLog({ write: (line) => opts.log?.(line), clock: opts.clock });
     this.load = new ReportedLoad(opts.fallback ?? configuredLoadView(() => opts.model.current));
   }
 
@@ -122,6 +129,14 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
         const gateway = req.node?.cluster !== PROXY_NODE_CLUSTER;
         if (!gateway && !this.opts.model.current.node(node)) {
           call.emit('error', { code: status.INVALID_ARGUMENT, details: `load reports: node.locality.sub_zone must name a node of the cluster (the reporting proxy's node), got ${JSON.stringify(node.slice(0, 100))}` });
+          return;
+        }
+        // With mutual TLS a reporter speaks only for the node its certificate names.
+        const cert = certificateNode(call);
+        if (cert.tls && cert.node !== node) {
+          const why = `its certificate is for node ${JSON.stringify(cert.node ?? '')} but it reports as sub_zone ${JSON.stringify(node.slice(0, 100))}`;
+          this.refusals.log(peerHost(call.getPeer()), `xds: refused load reports from ${peerHost(call.getPeer())}: ${why}`);
+          call.emit('error', { code: status.PERMISSION_DENIED, details: `load reports: ${why}` });
           return;
         }
         const reporter = gateway ? `gateway/${node || req.node?.id || call.getPeer()}` : node;
@@ -194,7 +209,7 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
 export async function startXdsServerWithLoadReports(
   opts: Omit<XdsServerOptions, 'load'> & { readonly loadReportIntervalMs?: number },
 ): Promise<XdsServer & { readonly loadReports: LoadReportService }> {
-  const reports = new LoadReportService({ model: opts.model, intervalMs: opts.loadReportIntervalMs, log: opts.log });
+  const reports = new LoadReportService({ model: opts.model, intervalMs: opts.loadReportIntervalMs, log: opts.log, clock: opts.clock });
   reports.start();
   let server: XdsServer;
   try {

@@ -8,6 +8,7 @@
 // away (load alone decides), and for revisions without ready pods every node's proxy at
 // priority 0.
 import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Clock } from '../cluster/clock.js';
 import type { LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import type { LocalityPreference } from '../cluster/cost.js';
@@ -15,6 +16,8 @@ import { AdminServer } from './admin.js';
 import { SnapshotBuilder, type InvalidResource } from './builder.js';
 import { SnapshotCache, type IngressSource } from './cache.js';
 import { XdsMetrics } from './metrics.js';
+import { RateLimitedLog } from './log-limit.js';
+import { certificateNode, listenMutualTls, type MutualTls, type TlsListener } from './mtls.js';
 import { ENDPOINT_TYPE, TYPE_SHORT_NAME, envoyProtos } from './protos.js';
 import { DeltaStream, SotwStream, type AnyAdsStream, type ClientStatus } from './streams.js';
 import type { EncodedMessage } from './encoded-response.js';
@@ -55,8 +58,15 @@ export interface XdsServerOptions {
   readonly services?: readonly { readonly definition: ServiceDefinition; readonly implementation: object }[];
   /** Response bytes that may wait in gRPC's send buffers at once, over all streams (default 64 MiB). */
   readonly writeBudgetBytes?: number;
-  /** Where NACKs, refused resources and stream errors are reported (default: console.warn). */
+  /** Where NACKs, refused resources and stream errors are reported (default: console.warn); a client's lines are rate-limited (xds/log-limit.ts). */
   readonly log?: (line: string) => void;
+  /** Clock of the log's rate limit (default: the system clock). */
+  readonly clock?: Clock;
+  /**
+   * Mutual TLS on the ADS port (xds/mtls.ts): clients need a certificate of this CA, and a
+   * gateway gets only the view of the node its certificate names. Absent: plaintext.
+   */
+  readonly tls?: MutualTls;
 }
 
 export interface XdsServer {
@@ -79,6 +89,7 @@ export interface XdsServer {
 
 export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer> {
   const log = opts.log ?? ((line: string) => console.warn(line));
+  const clientLog = new RateLimitedLog({ write: log, clock: opts.clock });
   envoyProtos();
   const cache = new SnapshotCache();
   const builder = new SnapshotBuilder({
@@ -132,7 +143,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
   const ctx = {
     cache,
     metrics,
-    log,
+    log: (client: string, line: string) => clientLog.log(client, line),
     writes: new WriteBudget(opts.writeBudgetBytes ?? 64 << 20),
     subscriptions: new SubscriptionPool(),
     nextStreamId: () => `s${++streamSeq}`,
@@ -164,21 +175,33 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     leaveView(s, s.currentView);
     if (streams.delete(s)) metrics.connectedClients.dec({ protocol: s.protocol });
   };
+  // With mutual TLS every stream's certificate names the one node it may ask for.
+  const allowedNode = (call: ServerDuplexStream<unknown, unknown>): { readonly node: string | undefined } | undefined =>
+    opts.tls ? { node: certificateNode(call).node } : undefined;
   const grpcServer = new Server();
   grpcServer.addService(adsServiceDefinition(), {
     StreamAggregatedResources: (call: ServerDuplexStream<IncomingDiscoveryRequest, EncodedMessage>) => {
-      track(new SotwStream(call, ctx, (s) => untrack(s as SotwStream)));
+      track(new SotwStream(call, ctx, (s) => untrack(s as SotwStream), allowedNode(call)));
     },
     DeltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, EncodedMessage>) => {
-      track(new DeltaStream(call, ctx, (s) => untrack(s as DeltaStream)));
+      track(new DeltaStream(call, ctx, (s) => untrack(s as DeltaStream), allowedNode(call)));
     },
   });
   for (const svc of opts.services ?? []) grpcServer.addService(svc.definition, svc.implementation as UntypedServiceImplementation);
   let port: number;
+  let tlsListener: TlsListener | undefined;
   try {
-    port = await new Promise<number>((resolve, reject) => {
-      grpcServer.bindAsync(`${opts.listen.host}:${opts.listen.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
-    });
+    if (opts.tls) {
+      // chikai terminates TLS (to log refused handshakes) and gives grpc-js the verified connections.
+      const injector = grpcServer.createConnectionInjector(ServerCredentials.createInsecure());
+      tlsListener = await listenMutualTls(opts.listen.host, opts.listen.port, opts.tls, injector,
+        (client, why) => clientLog.log(client, `xds: refused a connection from ${client}: ${why}`));
+      port = tlsListener.port;
+    } else {
+      port = await new Promise<number>((resolve, reject) => {
+        grpcServer.bindAsync(`${opts.listen.host}:${opts.listen.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      });
+    }
   } catch (err) {
     builder.stop();
     throw new Error(`xDS server cannot listen on ${opts.listen.host}:${opts.listen.port}: ${(err as Error).message} (pick a free port or stop what holds it)`);
@@ -211,6 +234,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       if (closed) return;
       closed = true;
       builder.stop();
+      await tlsListener?.close();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           grpcServer.forceShutdown();

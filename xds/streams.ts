@@ -23,6 +23,8 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { PublishEvent, ResourceEntry, SnapshotCache, TypeSnapshot } from './cache.js';
 import { contentHash } from './cache.js';
 import { encodeDeltaResponse, encodeSotwResponse, sharedNonce, wildcardEntries, type EncodedMessage } from './encoded-response.js';
+import { peerHost } from './log-limit.js';
+import { REFUSED_STATUS, nodeRefusal } from './mtls.js';
 import type { XdsMetrics } from './metrics.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, TYPE_SHORT_NAME, isResourceTypeUrl, type ResourceTypeUrl } from './protos.js';
 import type { SubscriptionPool } from './subscriptions.js';
@@ -74,7 +76,8 @@ export interface ClientStatus {
 export interface StreamContext {
   readonly cache: SnapshotCache;
   readonly metrics: XdsMetrics;
-  readonly log: (line: string) => void;
+  /** Rate-limited per client machine (xds/log-limit.ts). */
+  readonly log: (client: string, line: string) => void;
   /** Bounds the response bytes waiting to be sent over all streams. */
   readonly writes: WriteBudget;
   /** SotW subscriptions shared between streams that name the same resources. */
@@ -144,6 +147,8 @@ abstract class AdsStream<Req extends AnyRequest> {
   readonly id: string;
   readonly connectedAt = new Date();
   readonly peer: string;
+  /** The client machine (peer without its port): the key of its rate-limited log lines. */
+  protected readonly clientHost: string;
   protected node: NodeIdentity | undefined;
   protected viewKey: string | undefined;
   protected readonly types = new Map<ResourceTypeUrl, TypeState>();
@@ -155,14 +160,17 @@ abstract class AdsStream<Req extends AnyRequest> {
     protected readonly call: ServerDuplexStream<Req, EncodedMessage>,
     protected readonly ctx: StreamContext,
     private readonly onClose: (s: AdsStream<Req>) => void,
+    /** With mutual TLS: the node the client's certificate names, the only one it may ask for. */
+    private readonly certified?: { readonly node: string | undefined },
   ) {
     this.id = ctx.nextStreamId();
     this.peer = call.getPeer();
+    this.clientHost = peerHost(this.peer);
     call.on('data', (req: Req) => {
       try {
         this.handle(req);
       } catch (err) {
-        this.ctx.log(`xds: stream ${this.id} (${this.describeNode()}): ${(err as Error).stack ?? err}`);
+        this.ctx.log(this.clientHost, `xds: stream ${this.id} (${this.describeNode()}): ${(err as Error).stack ?? err}`);
       }
     });
     call.on('end', () => this.close(true));
@@ -211,11 +219,23 @@ abstract class AdsStream<Req extends AnyRequest> {
     return st;
   }
 
-  protected identify(node: NodeIdentity | undefined): void {
-    if (this.node || !node) return;
+  /** False when the stream was refused: its certificate does not name the node it claims. */
+  protected identify(node: NodeIdentity | undefined): boolean {
+    if (this.closed) return false;
+    if (this.node || (!node && !this.certified)) return true;
+    if (this.certified) {
+      const why = node ? nodeRefusal(this.certified.node, node.id, node.locality?.sub_zone || undefined) : 'its first request carries no node identity';
+      if (why || !node) {
+        this.ctx.log(this.clientHost, `xds: refused ADS stream ${this.id} from ${this.clientHost}: ${why}`);
+        this.call.emit('error', { code: REFUSED_STATUS, details: `chikai-xds: ${why}` });
+        this.close(false);
+        return false;
+      }
+    }
     this.node = node;
     this.viewKey = this.ctx.cache.viewKeyFor(this.gatewayNode);
     this.ctx.viewChanged(this as unknown as AnyAdsStream, undefined, this.viewKey);
+    return true;
   }
 
   protected nextNonce(): string {
@@ -238,7 +258,7 @@ abstract class AdsStream<Req extends AnyRequest> {
       st.nacked = record;
       st.lastNack = record;
       this.ctx.metrics.nacks.inc({ type: short, node: this.gatewayNode ?? '' });
-      this.ctx.log(`xds: ${short} version ${record.version} NACKed by ${this.describeNode()} (stream ${this.id}): ${record.error}; keeping its last good version ${st.ackedVersion ?? '(none)'}`);
+      this.ctx.log(this.clientHost, `xds: ${short} version ${record.version} NACKed by ${this.describeNode()} (stream ${this.id}): ${record.error}; keeping its last good version ${st.ackedVersion ?? '(none)'}`);
     } else {
       st.nacked = undefined;
       st.ackedVersion = versionInfo ?? st.sentVersion;
@@ -356,7 +376,7 @@ abstract class AdsStream<Req extends AnyRequest> {
 
   protected checkType(typeUrl: string | undefined): ResourceTypeUrl | undefined {
     if (typeUrl && isResourceTypeUrl(typeUrl)) return typeUrl;
-    this.ctx.log(`xds: ${this.describeNode()} asked for type ${JSON.stringify((typeUrl ?? '').slice(0, 200))}, which chikai does not serve (it serves ${PUSH_ORDER.join(', ')}); ignored`);
+    this.ctx.log(this.clientHost, `xds: ${this.describeNode()} asked for type ${JSON.stringify((typeUrl ?? '').slice(0, 200))}, which chikai does not serve (it serves ${PUSH_ORDER.join(', ')}); ignored`);
     return undefined;
   }
 }
@@ -385,7 +405,7 @@ export class SotwStream extends AdsStream<IncomingDiscoveryRequest> {
   readonly protocol = 'sotw' as const;
 
   protected handle(req: IncomingDiscoveryRequest): void {
-    this.identify(req.node);
+    if (!this.identify(req.node)) return;
     const type = this.checkType(req.type_url);
     if (!type) return;
     const st = this.state(type);
@@ -505,7 +525,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest> {
   readonly protocol = 'delta' as const;
 
   protected handle(req: DeltaDiscoveryRequest): void {
-    this.identify(req.node);
+    if (!this.identify(req.node)) return;
     const type = this.checkType(req.type_url);
     if (!type) return;
     const st = this.state(type);
