@@ -24,7 +24,12 @@ export interface RevisionInfo {
   readonly hosts: readonly string[];
   /** Knative containerConcurrency: 0 means unlimited. */
   readonly containerConcurrency: number;
+  /** Knative's request timeout: the whole request, unconditionally. */
   readonly timeoutSeconds: number;
+  /** Knative's: no response byte by then → 504 (unset: min(300, timeoutSeconds), Knative's default). */
+  readonly responseStartTimeoutSeconds?: number;
+  /** Knative's: no response byte for this long → 504 before the first, the stream cut after (unset or 0: off). */
+  readonly idleTimeoutSeconds?: number;
   /** 'h2c' when the revision's port is named h2c (HTTP/2 upstream). */
   readonly protocol: 'http1' | 'h2c';
 }
@@ -57,6 +62,14 @@ export interface ClusterState {
   readonly endpoints: readonly EndpointInfo[];
   /** latency[from][to]; missing pairs are same-node (0) or unknown. */
   readonly latency: Readonly<Record<string, Readonly<Record<string, LinkLatency>>>>;
+}
+
+/** Knative's default responseStartTimeoutSeconds (config-defaults revision-response-start-timeout-seconds). */
+export const DEFAULT_RESPONSE_START_TIMEOUT_SECONDS = 300;
+
+/** The response-start timeout in effect: the revision's, else Knative's default, never past timeoutSeconds. */
+export function responseStartTimeoutSeconds(r: RevisionInfo): number {
+  return Math.min(r.responseStartTimeoutSeconds ?? DEFAULT_RESPONSE_START_TIMEOUT_SECONDS, r.timeoutSeconds);
 }
 
 export function revisionKey(namespace: string, revision: string): string {

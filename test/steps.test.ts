@@ -21,6 +21,7 @@ import {
   type ResponseObserver,
   type Route,
   type Routed,
+  WriteWatch,
 } from '../proxy/exchange.js';
 import { NodeLoadTracker } from '../proxy/load.js';
 import { ProxyMetrics } from '../proxy/metrics.js';
@@ -61,6 +62,7 @@ function incoming(headers: Record<string, string>, o: { method?: string; url?: s
 /** An Exchange whose answers are recorded and whose forwarding is scripted. */
 class ScriptedExchange implements Exchange {
   route: Route | undefined = undefined;
+  readonly writes = new WriteWatch();
   readonly answers: Answer[] = [];
   cuts = 0;
   closeAsked = false;
