@@ -111,13 +111,18 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     const p = (f: string): ConfigPath => ['revisions', i, f];
     const protocol = r.string(p('protocol'), 'http1');
     if (protocol !== 'http1' && protocol !== 'h2c') return r.fail(p('protocol'), 'http1 or h2c', protocol);
+    const timeoutSeconds = r.number(p('timeoutSeconds'), 300, 0.001, 600);
+    // Knative's validation: neither may exceed timeoutSeconds.
+    const optional = (f: string, min: number) => (r.get(p(f)) === undefined ? {} : { [f]: r.number(p(f), undefined, min, timeoutSeconds) });
     return {
       namespace: r.string(p('namespace'), 'default'),
       service: r.string(p('service')),
       name: r.string(p('name')),
       hosts: r.list(p('hosts'), false).map((_, j) => r.string(['revisions', i, 'hosts', j]).toLowerCase()),
       containerConcurrency: r.number(p('containerConcurrency'), 0, 0, 1000, true),
-      timeoutSeconds: r.number(p('timeoutSeconds'), 300, 0.001, 600),
+      timeoutSeconds,
+      ...optional('responseStartTimeoutSeconds', 0.001),
+      ...optional('idleTimeoutSeconds', 0),
       protocol,
     };
   });

@@ -64,6 +64,21 @@ export function retryableFailure(err: unknown, method: string, hasBody: boolean,
   return IDEMPOTENT.has(method) && !hasBody;
 }
 
+/**
+ * The trailers of an HTTP/2 response. undici 7's HTTP/2 client hands its trailers object
+ * to a parser that expects HTTP/1's raw name/value array, so `onResponseEnd` gets {} (and
+ * gRPC's grpc-status would be lost); the object itself stays on the controller.
+ */
+function h2Trailers(c: Dispatcher.DispatchController): Record<string, string | string[]> {
+  const raw = (c as { rawTrailers?: unknown }).rawTrailers;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return {};
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    if (typeof value === 'string' || (Array.isArray(value) && value.every((v) => typeof v === 'string'))) out[name] = value as string | string[];
+  }
+  return out;
+}
+
 /** The client's request as forwarding needs it. */
 export interface RequestSource {
   readonly head: RequestHead;
@@ -157,12 +172,14 @@ export function forwardRequest(
           res.onDrain(onDrain);
         }
       },
-      onResponseEnd(_c, trailers) {
+      onResponseEnd(c, trailers) {
         if (res.destroyed) {
           failed(new Error('client closed the connection'));
           return;
         }
-        res.end(Object.keys(trailers).length > 0 ? (trailers as Record<string, string | string[]>) : undefined);
+        const all: Record<string, string | string[]> = h2Trailers(c);
+        for (const [name, value] of Object.entries(trailers)) if (value !== undefined) all[name] = value;
+        res.end(Object.keys(all).length > 0 ? all : undefined);
         settle({ kind: 'done', status });
       },
       onResponseError(_c, err) {

@@ -55,7 +55,17 @@ export class H2Exchange implements Exchange {
     const writes = this.writes;
     this.sink = {
       get destroyed() { return res.stream.destroyed; },
-      writeHead(status, headers) { res.writeHead(status, headers); writes.wrote(); },
+      writeHead(status, headers) {
+        if (headers['grpc-status'] === undefined) {
+          res.writeHead(status, headers);
+        } else {
+          // gRPC's trailers-only response (an error status at once): its one HEADERS frame
+          // must end the stream, so it goes out with end(), not before it.
+          res.statusCode = status;
+          for (const [name, value] of Object.entries(headers)) if (value !== undefined) res.setHeader(name, value);
+        }
+        writes.wrote();
+      },
       write(chunk) { const ok = res.write(chunk); writes.wrote(); return ok; },
       onDrain(fn) { res.once('drain', fn); },
       offDrain(fn) { res.off('drain', fn); },
