@@ -12,13 +12,17 @@ const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 /**
  * Makes `http1` (which listens) hand h2c connections to `h2`. A client that sends nothing
  * within `decideWithinMs` is dropped, as a client that does not finish its headers is.
+ * Returns what drops the connections not yet handed to either server (neither server
+ * knows them, so neither closeAllConnections would).
  */
-export function acceptH2c(http1: http.Server, h2: http2.Http2Server, clock: Clock, decideWithinMs: number): void {
+export function acceptH2c(http1: http.Server, h2: http2.Http2Server, clock: Clock, decideWithinMs: number): () => void {
+  const undecided = new Set<Socket>();
   // Node's own HTTP/1 connection handling, called for the connections that are HTTP/1, so
   // they keep its parser, timeouts and connection tracking (closeAllConnections).
   const http1Connection = http1.listeners('connection')[0] as (socket: Socket) => void;
   http1.removeAllListeners('connection');
   http1.on('connection', (socket: Socket) => {
+    undecided.add(socket);
     let seen: Buffer = Buffer.alloc(0);
     const give = clock.after(decideWithinMs, () => socket.destroy());
     const onError = () => socket.destroy();
@@ -28,6 +32,7 @@ export function acceptH2c(http1: http.Server, h2: http2.Http2Server, clock: Cloc
       const h2c = seen.subarray(0, n).equals(PREFACE.subarray(0, n));
       if (h2c && seen.length < PREFACE.length) return; // a preface so far: wait for the rest
       give.cancel();
+      undecided.delete(socket);
       socket.off('data', onData);
       socket.off('error', onError);
       socket.pause();
@@ -41,6 +46,13 @@ export function acceptH2c(http1: http.Server, h2: http2.Http2Server, clock: Cloc
     };
     socket.on('data', onData);
     socket.on('error', onError);
-    socket.once('close', () => give.cancel());
+    socket.once('close', () => {
+      give.cancel();
+      undecided.delete(socket);
+    });
   });
+  return () => {
+    for (const s of undecided) s.destroy();
+    undecided.clear();
+  };
 }

@@ -74,6 +74,8 @@ export class NodeProxy {
   /** Every HTTP/2 stream of either port enters the chain here. */
   private readonly h2: http2.Http2Server;
   private readonly h2Sessions = new Set<Http2Session>();
+  /** Drops the connections whose protocol is not known yet, per listener. */
+  private readonly dropUndecided: (() => void)[] = [];
   private adminServer: http.Server | undefined;
   private readonly clock: Clock;
   private readonly endpoints: EndpointTable;
@@ -158,7 +160,7 @@ export class NodeProxy {
       connectionsCheckingInterval: 1000,
       keepAliveTimeout: 65_000,
     }, (req, res) => void this.chain(new Http1Exchange(req, res, now(), maxBody, now)));
-    acceptH2c(server, this.h2, this.clock, this.opts.headersTimeoutMs ?? 15_000);
+    this.dropUndecided.push(acceptH2c(server, this.h2, this.clock, this.opts.headersTimeoutMs ?? 15_000));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       void this.chain(new UpgradeExchange(req, socket, head, now(), this.opts.localAddress, now));
     });
@@ -245,6 +247,7 @@ export class NodeProxy {
     await Promise.race([this.lifecycle.idle(), new Promise<void>((r) => (finishTimer = this.clock.after(finishMs, r)))]);
     finishTimer?.cancel();
     for (const s of servers) s.closeAllConnections();
+    for (const drop of this.dropUndecided) drop();
     for (const session of this.h2Sessions) session.destroy();
     await closed;
     await this.close();
@@ -262,6 +265,8 @@ export class NodeProxy {
       if (!s.listening) continue;
       const closed = new Promise<void>((r) => s.close(() => r()));
       s.closeAllConnections();
+      for (const drop of this.dropUndecided) drop();
+      for (const session of this.h2Sessions) session.destroy();
       await closed;
     }
     for (const session of this.h2Sessions) session.destroy();
