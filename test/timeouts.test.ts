@@ -7,6 +7,7 @@
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import WebSocket from 'ws';
+import { parseClusterFile } from '../cluster/config.js';
 import { ClusterModel } from '../cluster/model.js';
 import { startEmulatedCluster } from '../cluster/emulated/cluster.js';
 import { NodeProxy } from '../proxy/server.js';
@@ -106,4 +107,16 @@ t.test('idleTimeoutSeconds: 504 when nothing came; a stream that went quiet is c
   clock.advance(1999);
   clock.advance(1);
   await t.rejects(rest, 'the stream is cut once nothing was written for 2 s');
+});
+
+t.test('the cluster file: both timeouts per revision, neither past timeoutSeconds', async (t) => {
+  const file = (extra: string) => parseClusterFile([
+    'nodes: [{ name: node1, region: r, zone: z, address: 127.0.1.1 }]',
+    'revisions:',
+    `  - { service: s, name: s-00001, timeoutSeconds: 120${extra} }`,
+  ].join('\n'), 'timeouts.yaml');
+  t.match(file(', responseStartTimeoutSeconds: 10, idleTimeoutSeconds: 5').state.revisions[0], { timeoutSeconds: 120, responseStartTimeoutSeconds: 10, idleTimeoutSeconds: 5 });
+  t.notOk('idleTimeoutSeconds' in file('').state.revisions[0], 'unset: off (Knative\'s default 0)');
+  t.throws(() => file(', responseStartTimeoutSeconds: 300'), { name: 'ConfigError', message: /^timeouts\.yaml:3: revisions\[0\]\.responseStartTimeoutSeconds: expected a number from 0\.001 to 120, got 300/ });
+  t.throws(() => file(', idleTimeoutSeconds: "long"'), { name: 'ConfigError', message: /revisions\[0\]\.idleTimeoutSeconds: expected a number from 0 to 120, got "long"/ });
 });
