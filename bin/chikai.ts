@@ -16,9 +16,10 @@ commands:
             emulated cluster on this machine: pods, one Envoy gateway and one proxy per
             node, the xDS server, the live traffic map (default http://127.0.0.1:18090/)
   proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
-            [--admin HOST:PORT] [--policy NAME] [--drain-seconds N] [--autoscaler ws://HOST:PORT]
-            the node proxy (activator replacement) for one node; also h2c on the same host at
-            proxy.h2cPort (in Kubernetes 8013)
+            [--admin HOST:PORT] [--h2c-listen HOST:PORT] [--policy NAME] [--drain-seconds N]
+            [--autoscaler ws://HOST:PORT]
+            the node proxy (activator replacement) for one node; HTTP/1.1 and h2c on both
+            --listen and --h2c-listen (default: the same host at proxy.h2cPort; in Kubernetes 8013)
   xds       [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT] [--admin HOST:PORT]
             [--proxy-port N] [--proxy-admin-port N]
             the xDS server for the Kourier gateways (ADS on --listen, admin on --admin)
@@ -53,6 +54,7 @@ async function proxyCommand(args: string[]): Promise<void> {
       'drain-seconds': { type: 'string' },
       autoscaler: { type: 'string' },
       'pod-name': { type: 'string' },
+      'h2c-listen': { type: 'string' },
     },
   });
   const nodeName = values.node ?? process.env['NODE_NAME'];
@@ -77,8 +79,10 @@ async function proxyCommand(args: string[]): Promise<void> {
   // nodes' proxies on their node address at its own (host) port.
   const listen = listenFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.port } : { host: '0.0.0.0', port: 8012 });
   const admin = adminFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.adminPort } : { host: '0.0.0.0', port: 9090 });
-  // The activator's h2c port beside it (8013), on the same address as the main listener.
-  const h2cListen = { host: listen.host, port: kind === 'file' ? file.proxy.h2cPort : 8013 };
+  // The activator's h2c port beside it (8013), on the main listener's address; a free one
+  // when the main listener's port is picked too.
+  const h2cListen = values['h2c-listen'] ? hostPortFlag('h2c-listen', values['h2c-listen'])
+    : { host: listen.host, port: listenFlag?.port === 0 ? 0 : kind === 'file' ? file.proxy.h2cPort : 8013 };
   const autoscalerUrl = values.autoscaler ?? process.env['CHIKAI_AUTOSCALER_URL'];
   let autoscaler: AutoscalerReporter | undefined;
   if (autoscalerUrl && autoscalerUrl !== 'off') {
@@ -105,7 +109,8 @@ async function proxyCommand(args: string[]): Promise<void> {
   const a = proxy.address;
   const adm = proxy.adminAddress;
   const h2c = proxy.h2cAddress;
-  console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${h2c ? ` and ${h2c.address}:${h2c.port} (h2c)` : ''}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}`);
+  console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}`);
+  if (h2c) console.log(`h2c (the activator's 8013; HTTP/1.1 too) on ${h2c.address}:${h2c.port}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
