@@ -123,7 +123,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
       hosts: r.list(p('hosts'), false).map((_, j) => r.string(['revisions', i, 'hosts', j]).toLowerCase()),
       containerConcurrency: r.number(p('containerConcurrency'), 0, 0, 1000, true),
       timeoutSeconds,
-      ...optional('responseStartTimeoutSeconds', 0.001),
+      ...optional('responseStartTimeoutSeconds', 0),
       ...optional('idleTimeoutSeconds', 0),
       protocol,
     };

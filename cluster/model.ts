@@ -26,7 +26,10 @@ export interface RevisionInfo {
   readonly containerConcurrency: number;
   /** Knative's request timeout: the whole request, unconditionally. */
   readonly timeoutSeconds: number;
-  /** Knative's: no response byte by then → 504 (unset: min(300, timeoutSeconds), Knative's default). */
+  /**
+   * Knative's: no response byte by then → 504. 0 = no separate timer (timeoutSeconds
+   * governs); unset = Knative's defaulting (300 when that is less than timeoutSeconds).
+   */
   readonly responseStartTimeoutSeconds?: number;
   /** Knative's: no response byte for this long → 504 before the first, the stream cut after (unset or 0: off). */
   readonly idleTimeoutSeconds?: number;
@@ -67,9 +70,13 @@ export interface ClusterState {
 /** Knative's default responseStartTimeoutSeconds (config-defaults revision-response-start-timeout-seconds). */
 export const DEFAULT_RESPONSE_START_TIMEOUT_SECONDS = 300;
 
-/** The response-start timeout in effect: the revision's, else Knative's default, never past timeoutSeconds. */
+/**
+ * The response-start timeout in effect, never past timeoutSeconds: the revision's, else
+ * what Knative's defaulting gives it (300 s when less than timeoutSeconds, else none).
+ */
 export function responseStartTimeoutSeconds(r: RevisionInfo): number {
-  return Math.min(r.responseStartTimeoutSeconds ?? DEFAULT_RESPONSE_START_TIMEOUT_SECONDS, r.timeoutSeconds);
+  const set = r.responseStartTimeoutSeconds ?? (DEFAULT_RESPONSE_START_TIMEOUT_SECONDS < r.timeoutSeconds ? DEFAULT_RESPONSE_START_TIMEOUT_SECONDS : 0);
+  return set > 0 ? Math.min(set, r.timeoutSeconds) : r.timeoutSeconds;
 }
 
 export function revisionKey(namespace: string, revision: string): string {

@@ -5,7 +5,9 @@
 // is at zero; calls over one HTTP/2 connection spread over the pods per request
 // (knative/serving#14011); a pod killed mid-stream ends the call with an error.
 import t, { type Test } from 'tap';
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
+import { request } from 'undici';
 import { ClusterModel, type ClusterState } from '../cluster/model.js';
 import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/cluster.js';
 import { greeterClient, healthCheck, healthClient, sayHello, SERVING, type GreeterClient, type HelloReply } from '../cluster/emulated/greeter.js';
@@ -22,7 +24,10 @@ function state(): ClusterState {
     domain: 'cluster.local',
     externalDomains: [],
     nodes: [{ name: 'node1', region: 'r', zone: 'z1', address: '127.0.1.1' }, { name: 'node2', region: 'r', zone: 'z2', address: '127.0.1.2' }],
-    revisions: [{ namespace: 'default', service: 'greeter', name: 'greeter-00001', hosts: [], containerConcurrency: 0, timeoutSeconds: 60, protocol: 'h2c' }],
+    revisions: [
+      { namespace: 'default', service: 'greeter', name: 'greeter-00001', hosts: [], containerConcurrency: 0, timeoutSeconds: 60, protocol: 'h2c' },
+      { namespace: 'default', service: 'hello', name: 'hello-00001', hosts: [], containerConcurrency: 0, timeoutSeconds: 60, protocol: 'http1' },
+    ],
     endpoints: [],
     latency: {},
   };
@@ -34,7 +39,7 @@ interface Setup {
   readonly model: ClusterModel;
 }
 
-async function setup(t: Test, pods: readonly { node: string; name: string }[], policy = 'round-robin'): Promise<Setup> {
+async function setup(t: Test, pods: readonly { node: string; name: string; revision?: string }[], policy = 'round-robin'): Promise<Setup> {
   const model = new ClusterModel(state());
   const cluster = await startEmulatedCluster({ model, pods: pods.map((p) => ({ revision: REV, ...p })), seed: 1 });
   t.teardown(() => cluster.close());
@@ -150,4 +155,31 @@ t.test('a pod killed mid-stream ends the call with a gRPC error, not a hang', as
   t.not(error?.code, grpc.status.OK);
   t.comment(`gRPC status after the kill: ${error?.code} ${error?.details}`);
   await until('the proxy to let go of the call', () => proxy.activeRequests === 0);
+});
+
+t.test('either protocol to either kind of revision: HTTP/2 to an HTTP/1 pod, HTTP/1 to an h2c pod', async (t) => {
+  const { proxy } = await setup(t, [{ node: 'node1', name: 'greeter-a' }, { node: 'node1', name: 'hello-a', revision: 'default/hello-00001' }]);
+  const session = http2.connect(`http://127.0.1.1:${proxy.h2cAddress!.port}`);
+  t.teardown(() => session.close());
+  const stream = session.request({ ':path': '/', ':authority': 'hello.default.svc.cluster.local' });
+  const [status, body] = await new Promise<[number, string]>((resolve, reject) => {
+    let code = 0;
+    let text = '';
+    stream.on('response', (h) => (code = Number(h[':status'])));
+    stream.on('data', (c: Buffer) => (text += String(c)));
+    stream.on('end', () => resolve([code, text]));
+    stream.on('error', reject);
+  });
+  t.same([status, body], [200, 'Konnichiwa from hello-a in node1\n'], 'an HTTP/2 request to an HTTP/1 revision goes out as HTTP/1.1');
+
+  // A gRPC frame (SayHello{name: "h1"}) posted over HTTP/1.1: the proxy speaks HTTP/2 to the pod.
+  const message = Buffer.from([0x0a, 0x02, 0x68, 0x31]);
+  const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+  const res = await request(`http://127.0.1.1:${proxy.address.port}/chikai.greeter.v1.Greeter/SayHello`, {
+    method: 'POST',
+    headers: { host: GREETER_HOST, 'content-type': 'application/grpc', te: 'trailers' },
+    body: frame,
+  });
+  t.equal(res.statusCode, 200);
+  t.match(Buffer.from(await res.body.arrayBuffer()).toString('latin1'), /Konnichiwa h1 from greeter-a in node1/, 'an HTTP/1.1 request to an h2c revision goes out over HTTP/2');
 });

@@ -277,6 +277,13 @@ t.test('responseStartTimeoutSeconds: aborts only while nothing was written', asy
   t.notOk(unset.signal.aborted);
   clock.advance(1);
   t.match(unset.signal.reason, { which: 'responseStartTimeoutSeconds' }, 'unset: Knative\'s default 300 s');
+
+  const off = new ScriptedExchange(incoming(HOST), clock.now());
+  void timeoutStep(clock, hold)(routedWith(off, { timeoutSeconds: 600, responseStartTimeoutSeconds: 0 }));
+  clock.advance(599_999);
+  t.notOk(off.signal.aborted, '0: no response-start timer (a Revision Knative defaulted without one)');
+  clock.advance(1);
+  t.match(off.signal.reason, { which: 'timeoutSeconds' });
 });
 
 t.test('idleTimeoutSeconds: counts from the last byte written; 0 is off', async (t) => {

@@ -115,7 +115,9 @@ export function revisionInfoFrom(obj: unknown): RevisionInfo | undefined {
     hosts: [],
     containerConcurrency: cc !== undefined && cc >= 0 ? Math.floor(cc) : 0,
     timeoutSeconds: timeout !== undefined && timeout > 0 ? timeout : DEFAULT_TIMEOUT_SECONDS,
-    ...(responseStart !== undefined && responseStart > 0 ? { responseStartTimeoutSeconds: responseStart } : {}),
+    // A Revision is already defaulted by Knative's webhook: no responseStartTimeoutSeconds
+    // there means no separate timer, not "apply the default".
+    responseStartTimeoutSeconds: responseStart !== undefined && responseStart > 0 ? responseStart : 0,
     ...(idle !== undefined && idle > 0 ? { idleTimeoutSeconds: idle } : {}),
     protocol: h2c ? 'h2c' : 'http1',
   };
