@@ -7,6 +7,7 @@ import { createPolicy, POLICY_NAMES, UnknownPolicyError } from '../proxy/policy/
 import { NodeProxy } from '../proxy/server.js';
 import { StreamingGarbageCollector } from '../proxy/memory.js';
 import { AutoscalerReporter } from '../proxy/autoscaler.js';
+import { LoadReporter } from '../proxy/load-reporter.js';
 import { SOURCE_FLAGS, hostPortFlag, openModelSource, sourceKind } from './sources.js';
 
 const USAGE = `usage: chikai <command> [flags]
@@ -17,12 +18,14 @@ commands:
             node, the xDS server, the live traffic map (default http://127.0.0.1:18090/)
   proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
             [--admin HOST:PORT] [--h2c-listen HOST:PORT] [--policy NAME] [--drain-seconds N]
-            [--autoscaler ws://HOST:PORT]
+            [--autoscaler ws://HOST:PORT] [--load-report-to HOST:PORT[,HOST:PORT]|off]
             the node proxy (activator replacement) for one node; HTTP/1.1 and h2c on both
-            --listen and --h2c-listen (default: the same host at proxy.h2cPort; in Kubernetes 8013)
+            --listen and --h2c-listen (default: the same host at proxy.h2cPort; in Kubernetes
+            8013); it reports its measured load to every xDS server at those addresses
+            (default: the cluster file's xds.listen)
   xds       [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT] [--admin HOST:PORT]
-            [--proxy-port N] [--proxy-admin-port N]
-            the xDS server for the Kourier gateways (ADS on --listen, admin on --admin)
+            [--proxy-port N]
+            the xDS server for the Kourier gateways (ADS and load reports on --listen, admin on --admin)
   inspect   --node NAME [--admin HOST:PORT]
             what the xDS server tells that node's gateway (clusters, weights, priorities)
   status    [--xds-admin HOST:PORT] [--gateway-admin NODE=HOST:PORT | TEMPLATE]... [--format json]
@@ -55,6 +58,7 @@ async function proxyCommand(args: string[]): Promise<void> {
       autoscaler: { type: 'string' },
       'pod-name': { type: 'string' },
       'h2c-listen': { type: 'string' },
+      'load-report-to': { type: 'string' },
     },
   });
   const nodeName = values.node ?? process.env['NODE_NAME'];
@@ -106,11 +110,21 @@ async function proxyCommand(args: string[]): Promise<void> {
     concurrency: autoscaler,
   });
   await proxy.start();
+  // Its measurements go to every xDS replica (LRS): the cluster file's xDS address, or the
+  // flag's (in Kubernetes a headless Service, one stream per replica).
+  const reportTo = values['load-report-to'] ?? process.env['CHIKAI_LOAD_REPORT_TO'] ?? (kind === 'file' ? `${file.xds.listen.host}:${file.xds.listen.port}` : 'off');
+  let reporter: LoadReporter | undefined;
+  if (reportTo !== 'off') {
+    const servers = reportTo.split(',').map((x) => hostPortFlag('load-report-to', x.trim()));
+    reporter = new LoadReporter({ node: node.name, model: source.model, load: proxy.load, servers, log: (line) => console.warn(line) });
+    await reporter.start();
+  }
   const a = proxy.address;
   const adm = proxy.adminAddress;
   const h2c = proxy.h2cAddress;
   console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}`);
   if (h2c) console.log(`h2c (the activator's 8013; HTTP/1.1 too) on ${h2c.address}:${h2c.port}`);
+  if (reporter) console.log(`chikai proxy for ${node.name}: load reports (LRS) to ${reportTo}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -118,6 +132,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     console.log(`${signal}: draining (${drainSeconds} s), readiness now fails`);
     proxy.drain().then(async () => {
       autoscaler?.close();
+      reporter?.close();
       await source.close();
       console.log('drained, bye');
       process.exit(0);

@@ -9,9 +9,10 @@ import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/
 import type { Exposure } from '../cluster/emulated/network.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
+import { LoadReporter } from '../proxy/load-reporter.js';
 import type { HostPort, XdsServer } from '../xds/server.js';
 import type { IngressSource } from '../xds/cache.js';
-import { startXdsServerWithLoadReports } from '../xds/load-poller.js';
+import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
 import { ensureEnvoy } from '../gateway/envoy-binary.js';
 import type { MapTargets } from '../map/server.js';
 import { KOURIER_GATEWAY_PORTS, PortInUseError, pickGatewayPorts, startGateways, type GatewayPorts, type GatewaySet } from '../gateway/gateways.js';
@@ -155,7 +156,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
   const startXds = async (): Promise<XdsServer> => {
     if (!xdsListen) throw new Error('this stack runs no xDS server');
     const ports = gatewayPorts;
-    // The xDS server reads the proxies' measurements over HTTP, as it does in Kubernetes.
+    // The proxies and the gateways report their load to it over LRS, as in Kubernetes.
     const server = await startXdsServerWithLoadReports({
       model,
       listen: xdsListen,
@@ -163,10 +164,6 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       proxyPort,
       log: xdsSettings?.log,
       ingresses: xdsSettings?.ingresses,
-      adminUrl: (node) => {
-        const a = proxies.get(node)?.adminAddress;
-        return a ? `http://${a.address}:${a.port}` : undefined;
-      },
       // Every gateway binds its own node's address: the emulated nodes share this host.
       ...(ports ? { gatewayPorts: { external: ports.external, internal: ports.internal, probe: ports.probe }, gatewayListenerAddress: (node: string | undefined) => (node && model.current.node(node)?.address) || '0.0.0.0' } : {}),
     });
@@ -177,6 +174,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
   };
   let xds: XdsServer | undefined;
   let gateways: GatewaySet | undefined;
+  const reporters: LoadReporter[] = [];
   try {
     if (opts.gateways) {
       const log = opts.gateways.log;
@@ -200,7 +198,20 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     } else if (xdsSettings) {
       xds = await startXds();
     }
+    if (xds) {
+      // Every proxy reports what it measures to the xDS server; a restarted server comes
+      // back on the same port, where they reconnect.
+      const server = { host: xds.address.host === '0.0.0.0' ? '127.0.0.1' : xds.address.host, port: xds.address.port };
+      for (const [node, proxy] of proxies) {
+        const r = new LoadReporter({ node, model, load: proxy.load, servers: [server], log: xdsSettings?.log });
+        reporters.push(r);
+        await r.start();
+      }
+    }
   } catch (err) {
+    for (const r of reporters) r.close();
+    await gateways?.close();
+    await xds?.close();
     await closeProxiesAndCluster();
     throw err;
   }
@@ -242,6 +253,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       return xds;
     },
     async close(): Promise<void> {
+      for (const r of reporters) r.close();
       await gateways?.close();
       await xds?.close();
       await closeProxiesAndCluster();

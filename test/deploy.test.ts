@@ -161,6 +161,23 @@ t.test('the xDS server: Deployment and Service on 18000, with readiness', async 
   }
 });
 
+t.test('every proxy reports its load to every xDS replica: a headless Service naming each one on the ADS port', async (t) => {
+  for (const [overlay, objs] of rendered) {
+    const ds = need(objs, 'DaemonSet', 'chikai-proxy', 'knative-serving');
+    const args = list(ds, 'spec', 'template', 'spec', 'containers')[0]['args'] as string[];
+    const to = args[args.indexOf('--load-report-to') + 1] ?? '';
+    const m = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)$/.exec(to);
+    t.ok(m, `${overlay}: --load-report-to names a Service (${to})`);
+    const svc = need(objs, 'Service', m?.[1] ?? '', m?.[2] ?? '');
+    t.equal(dig(svc, 'spec', 'clusterIP'), 'None', 'headless: it resolves to every replica, not one virtual IP');
+    const dep = need(objs, 'Deployment', 'chikai-xds', 'chikai-system');
+    t.ok(selects(map(svc, 'spec', 'selector'), map(dep, 'spec', 'template', 'metadata', 'labels')), 'it selects the xDS pods');
+    const c = list(dep, 'spec', 'template', 'spec', 'containers')[0];
+    const grpc = list(c, 'ports').find((p) => p['containerPort'] === Number(m?.[3]));
+    t.equal(grpc?.['name'], 'grpc-xds', 'on the port the xDS server serves ADS and LRS');
+  }
+});
+
 t.test('the activator is replaced: activator-service selects the proxies on 8012 and 8013', async (t) => {
   for (const [overlay, objs] of rendered) {
     const svc = need(objs, 'Service', 'activator-service', 'knative-serving');
