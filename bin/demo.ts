@@ -41,7 +41,7 @@ export async function demoCommand(args: string[]): Promise<void> {
   const edge = snap.nodes[snap.nodes.length - 1];
   const xdsAdmin = `${file.xds.admin.host}:${stack.xds?.adminAddress?.port}`;
   const lines = [
-    `chikai demo: ${snap.nodes.length} emulated nodes, ${stack.cluster.pods.length} pods, policy ${values.policy ?? file.proxy.policy}`,
+    `chikai demo: ${snap.nodes.length} emulated nodes, ${stack.cluster.pods.length + stack.cluster.grpcPods.length} pods, policy ${values.policy ?? file.proxy.policy}`,
     `${envoy.description}`,
     '',
     `live traffic map: ${mapUrl}`,
@@ -68,6 +68,8 @@ export async function demoCommand(args: string[]): Promise<void> {
     `  curl -s ${stack.gatewayAdminUrl(edge.name)}/stats | grep update_rejected`,
     `  curl -s 'http://${xdsAdmin}/clusters?node=${edge.name}'    # what chikai tells ${edge.name}'s gateway`,
     `  npx chikai status                                 # every gateway: connected, ACKed, in sync`,
+    `  npx chikai greet ${edge.address}:${stack.h2cPort} --count 30     # gRPC (greeter, an h2c revision) through ${edge.name}'s proxy on the activator's 8013`,
+    `  npx chikai greet ${new URL(stack.gatewayUrl(edge.name)).host}                 # … and through its gateway`,
     `  npx autocannon -c 20 -d 30 -H 'Host: ${host}' ${stack.gatewayUrl(edge.name)}/   # then watch ${mapUrl}`,
     `  npm run monitor                                   # Prometheus scraping this demo, with chikai's dashboard queries and rules`,
     '',

@@ -2,6 +2,7 @@
 // node proxy per node, all in this process, and on request chikai's xDS server and one real
 // Envoy gateway per node (Kourier-shaped, fed by that server; Envoy runs as a child process).
 // The demo, the benches and the tests start it here, and only here.
+import type { AddressInfo } from 'node:net';
 import { loadClusterFile, DEMO_CLUSTER_FILE, type ClusterFile } from '../cluster/config.js';
 import { ClusterModel } from '../cluster/model.js';
 import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/cluster.js';
@@ -25,6 +26,8 @@ export interface StackOptions {
   readonly policyFor?: (node: string) => Policy;
   /** Proxy port on every node address; 0 picks free ports (tests). Default: the file's. */
   readonly proxyPort?: number;
+  /** h2c port (the activator's 8013) on every node address; 0 picks free ports. Default: the file's. */
+  readonly h2cPort?: number;
   /** Admin port on every node address; 0 picks free ports. Default: the file's. */
   readonly adminPort?: number;
   readonly drainSeconds?: number;
@@ -63,6 +66,8 @@ export interface EmulatedStack {
   readonly gateways: GatewaySet | undefined;
   /** Port every node's proxy is reachable on, at the node's address. */
   readonly proxyPort: number;
+  /** Port of every node's proxy's h2c listener (the activator's 8013), at the node's address. */
+  readonly h2cPort: number;
   /** `http://<node address>:<proxy port>` of a node's proxy. */
   proxyUrl(node: string): string;
   /** `http://<node address>:<admin port>` of a node's proxy admin server. */
@@ -83,13 +88,14 @@ export interface EmulatedStack {
  * the first node picks a free one; another node may already use that number on its own
  * address (an outgoing connection's source port), so then the whole set is tried again.
  */
-async function exposeOnEveryNode(cluster: EmulatedCluster, proxies: ReadonlyMap<string, NodeProxy>, wanted: number): Promise<number> {
+async function exposeOnEveryNode(cluster: EmulatedCluster, proxies: ReadonlyMap<string, NodeProxy>, wanted: number, listener: (p: NodeProxy) => AddressInfo): Promise<number> {
   for (let attempt = 1; ; attempt++) {
     const done: Exposure[] = [];
     let port = wanted;
     try {
       for (const [node, proxy] of proxies) {
-        const e = await cluster.expose(node, port, { host: proxy.address.address, port: proxy.address.port });
+        const at = listener(proxy);
+        const e = await cluster.expose(node, port, { host: at.address, port: at.port });
         done.push(e);
         port = e.port;
       }
@@ -110,12 +116,14 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
   // network on the node address, so proxy-to-proxy traffic (RTT probes, failover) pays the
   // inter-node latency. All nodes use one port, as a DaemonSet would.
   let proxyPort = opts.proxyPort ?? file.proxy.port;
+  let h2cPort = opts.h2cPort ?? (opts.proxyPort === 0 ? 0 : file.proxy.h2cPort);
   try {
     for (const node of model.current.nodes) {
       const proxy = new NodeProxy({
         model,
         node: node.name,
         listen: { host: cluster.hiddenHost(node.name), port: 0 },
+        h2cListen: { host: cluster.hiddenHost(node.name), port: 0 },
         admin: { host: node.address, port: opts.adminPort ?? file.proxy.adminPort },
         peerPort: proxyPort === 0 ? undefined : proxyPort,
         policy: opts.policyFor ? opts.policyFor(node.name) : createPolicy(opts.policy ?? file.proxy.policy),
@@ -129,7 +137,8 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       proxies.set(node.name, proxy);
       await proxy.start();
     }
-    proxyPort = await exposeOnEveryNode(cluster, proxies, proxyPort);
+    proxyPort = await exposeOnEveryNode(cluster, proxies, proxyPort, (p) => p.address);
+    h2cPort = await exposeOnEveryNode(cluster, proxies, h2cPort, (p) => p.h2cAddress!);
     // With a port picked at start, the probes learn it now.
     for (const p of proxies.values()) p.setPeerPort(proxyPort);
   } catch (err) {
@@ -221,6 +230,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     },
     gateways,
     proxyPort,
+    h2cPort,
     proxyUrl(node: string): string {
       const n = model.current.node(node);
       if (!n || !proxies.has(node)) throw new Error(`no proxy on node ${node}`);

@@ -24,8 +24,10 @@ export interface PodSpec {
 }
 
 export interface ProxySettings {
-  /** HTTP port of every node proxy (the Knative activator's, 8012). */
+  /** HTTP port of every node proxy (the Knative activator's, 8012; h2c accepted too). */
   readonly port: number;
+  /** h2c port of every node proxy (the activator's 8013; HTTP/1.1 accepted too). */
+  readonly h2cPort: number;
   readonly adminPort: number;
   readonly policy: string;
   /** How long a proxy keeps serving after SIGTERM before it stops accepting. */
@@ -57,7 +59,7 @@ export interface ClusterFile {
   readonly queue: QueueConfig;
 }
 
-export const DEFAULT_PROXY: ProxySettings = { port: 8012, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15, maxIdleConnectionsPerClient: 2048 };
+export const DEFAULT_PROXY: ProxySettings = { port: 8012, h2cPort: 8013, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15, maxIdleConnectionsPerClient: 2048 };
 export const DEFAULT_XDS: XdsSettings = { listen: { host: '127.0.0.1', port: 18000 }, admin: { host: '127.0.0.1', port: 18080 } };
 
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -117,13 +119,18 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     const p = (f: string): ConfigPath => ['revisions', i, f];
     const protocol = r.string(p('protocol'), 'http1');
     if (protocol !== 'http1' && protocol !== 'h2c') return r.fail(p('protocol'), 'http1 or h2c', protocol);
+    const timeoutSeconds = r.number(p('timeoutSeconds'), 300, 0.001, 600);
+    // Knative's validation: neither may exceed timeoutSeconds.
+    const optional = (f: string, min: number) => (r.get(p(f)) === undefined ? {} : { [f]: r.number(p(f), undefined, min, timeoutSeconds) });
     return {
       namespace: r.string(p('namespace'), 'default'),
       service: r.string(p('service')),
       name: r.string(p('name')),
       hosts: r.list(p('hosts'), false).map((_, j) => r.string(['revisions', i, 'hosts', j]).toLowerCase()),
       containerConcurrency: r.number(p('containerConcurrency'), 0, 0, 1000, true),
-      timeoutSeconds: r.number(p('timeoutSeconds'), 300, 0.001, 600),
+      timeoutSeconds,
+      ...optional('responseStartTimeoutSeconds', 0),
+      ...optional('idleTimeoutSeconds', 0),
       protocol,
     };
   });
@@ -161,6 +168,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
 
   const proxy: ProxySettings = {
     port: r.number(['proxy', 'port'], DEFAULT_PROXY.port, 1, 65535, true),
+    h2cPort: r.number(['proxy', 'h2cPort'], DEFAULT_PROXY.h2cPort, 1, 65535, true),
     adminPort: r.number(['proxy', 'adminPort'], DEFAULT_PROXY.adminPort, 1, 65535, true),
     policy: r.string(['proxy', 'policy'], DEFAULT_PROXY.policy),
     drainSeconds: r.number(['proxy', 'drainSeconds'], DEFAULT_PROXY.drainSeconds, 0, 3600),

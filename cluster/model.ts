@@ -24,7 +24,15 @@ export interface RevisionInfo {
   readonly hosts: readonly string[];
   /** Knative containerConcurrency: 0 means unlimited. */
   readonly containerConcurrency: number;
+  /** Knative's request timeout: the whole request, unconditionally. */
   readonly timeoutSeconds: number;
+  /**
+   * Knative's: no response byte by then → 504. 0 = no separate timer (timeoutSeconds
+   * governs); unset = Knative's defaulting (300 when that is less than timeoutSeconds).
+   */
+  readonly responseStartTimeoutSeconds?: number;
+  /** Knative's: no response byte for this long → 504 before the first, the stream cut after (unset or 0: off). */
+  readonly idleTimeoutSeconds?: number;
   /** 'h2c' when the revision's port is named h2c (HTTP/2 upstream). */
   readonly protocol: 'http1' | 'h2c';
 }
@@ -57,6 +65,18 @@ export interface ClusterState {
   readonly endpoints: readonly EndpointInfo[];
   /** latency[from][to]; missing pairs are same-node (0) or unknown. */
   readonly latency: Readonly<Record<string, Readonly<Record<string, LinkLatency>>>>;
+}
+
+/** Knative's default responseStartTimeoutSeconds (config-defaults revision-response-start-timeout-seconds). */
+export const DEFAULT_RESPONSE_START_TIMEOUT_SECONDS = 300;
+
+/**
+ * The response-start timeout in effect, never past timeoutSeconds: the revision's, else
+ * what Knative's defaulting gives it (300 s when less than timeoutSeconds, else none).
+ */
+export function responseStartTimeoutSeconds(r: RevisionInfo): number {
+  const set = r.responseStartTimeoutSeconds ?? (DEFAULT_RESPONSE_START_TIMEOUT_SECONDS < r.timeoutSeconds ? DEFAULT_RESPONSE_START_TIMEOUT_SECONDS : 0);
+  return set > 0 ? Math.min(set, r.timeoutSeconds) : r.timeoutSeconds;
 }
 
 export function revisionKey(namespace: string, revision: string): string {

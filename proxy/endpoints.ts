@@ -1,7 +1,7 @@
 // Every endpoint this proxy may send to, with its connection pool. Follows the cluster
 // model: pools open when an endpoint appears and close (after their requests) when it goes.
 // (How many requests are at each pod is counted by PodSlots, proxy/slots.ts.)
-import { Pool } from 'undici';
+import { H2CClient, Pool, type Dispatcher } from 'undici';
 import type { ClusterModel, ClusterSnapshot, EndpointInfo } from '../cluster/model.js';
 import { ORCA_HEADER, parseOrcaHeader } from '../cluster/orca.js';
 import { NETWORK_PROBE_HEADER } from './headers.js';
@@ -9,6 +9,7 @@ import { NETWORK_PROBE_HEADER } from './headers.js';
 export class EndpointState {
   info: EndpointInfo;
   private poolInstance: Pool | undefined;
+  private h2cPoolInstance: H2CClient | undefined;
 
   constructor(info: EndpointInfo, private readonly localAddress: string | undefined) {
     this.info = info;
@@ -17,8 +18,21 @@ export class EndpointState {
   get pod(): string { return this.info.pod; }
   get node(): string { return this.info.node; }
 
-  /** Keep-alive pool to the endpoint, bound to this node's address so the receiver knows the sender. */
-  get pool(): Pool {
+  /**
+   * Connections to the endpoint, bound to this node's address so the receiver knows the
+   * sender: HTTP/1 keep-alive, or h2c (prior knowledge) for a revision whose port is named
+   * h2c — every request its own stream on one shared connection.
+   */
+  pool(protocol: 'http1' | 'h2c' = 'http1'): Dispatcher {
+    if (protocol === 'h2c') {
+      this.h2cPoolInstance ??= new H2CClient(`http://${this.info.address}:${this.info.port}`, {
+        localAddress: this.localAddress,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        keepAliveTimeout: 30_000,
+      });
+      return this.h2cPoolInstance;
+    }
     this.poolInstance ??= new Pool(`http://${this.info.address}:${this.info.port}`, {
       // Top-level localAddress: undici 7 ignores the one inside `connect`.
       localAddress: this.localAddress,
@@ -36,22 +50,27 @@ export class EndpointState {
    * the pod answers itself, without a slot); undefined when it does not report one.
    */
   async reportedInFlight(timeoutMs = 1000): Promise<number | undefined> {
-    const res = await this.pool.request({ method: 'GET', path: '/', headers: { [NETWORK_PROBE_HEADER]: 'queue' }, signal: AbortSignal.timeout(timeoutMs) });
+    const res = await this.pool().request({ method: 'GET', path: '/', headers: { [NETWORK_PROBE_HEADER]: 'queue' }, signal: AbortSignal.timeout(timeoutMs) });
     await res.body.dump();
     return parseOrcaHeader(res.headers[ORCA_HEADER])?.named['in_flight'];
   }
 
   /** Close the pool once its requests finished. */
   close(): Promise<void> {
-    const p = this.poolInstance;
-    this.poolInstance = undefined;
-    return p ? p.close().catch(() => undefined) : Promise.resolve();
+    const pools = this.takePools();
+    return Promise.all(pools.map((p) => p.close().catch(() => undefined))).then(() => undefined);
   }
 
   destroy(): Promise<void> {
-    const p = this.poolInstance;
+    const pools = this.takePools();
+    return Promise.all(pools.map((p) => p.destroy().catch(() => undefined))).then(() => undefined);
+  }
+
+  private takePools(): Dispatcher[] {
+    const pools = [this.poolInstance, this.h2cPoolInstance].filter((p): p is Pool | H2CClient => p !== undefined);
     this.poolInstance = undefined;
-    return p ? p.destroy().catch(() => undefined) : Promise.resolve();
+    this.h2cPoolInstance = undefined;
+    return pools;
   }
 }
 

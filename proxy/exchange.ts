@@ -1,8 +1,8 @@
 // What every step of the request path works on, whatever the protocol: an Exchange (one
 // request from a client, and how to answer it or forward it), and the Outcome each step
-// hands back up the chain. HTTP/1 requests (http1.ts) and upgrades (upgrade.ts) are
-// Exchanges; HTTP/2 (h2c) enters the chain the same way, as a third adapter.
-import type { IncomingMessage } from 'node:http';
+// hands back up the chain. HTTP/1 requests (http1.ts), upgrades (upgrade.ts) and HTTP/2
+// streams (h2.ts) are Exchanges.
+import type { IncomingHttpHeaders } from 'node:http';
 import type { ClusterSnapshot, RevisionInfo } from '../cluster/model.js';
 import type { EndpointState } from './endpoints.js';
 import type { QueueEntry, RequestHeaders } from '../queue/index.js';
@@ -40,10 +40,45 @@ export interface Route {
   readonly entry: QueueEntry;
 }
 
+/**
+ * A request's head as the steps read it, whatever the protocol: Node's IncomingMessage is
+ * one; an HTTP/2 stream's is made from its headers (h2.ts: `:authority` as Host, no
+ * pseudo-headers). The request-target step may rewrite `url` and Host.
+ */
+export interface RequestHead {
+  readonly method?: string | undefined;
+  url?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  readonly headersDistinct: NodeJS.Dict<string[]>;
+  readonly rawHeaders: readonly string[];
+  readonly socket: { readonly remoteAddress?: string | undefined };
+}
+
+/**
+ * Tells the timeout step when response bytes reach the client (Knative's response-start
+ * and idle timeouts count from the last write). Exchanges call `wrote()` on every write.
+ */
+export class WriteWatch {
+  private listener: (() => void) | undefined;
+  /** Something was written to the client. */
+  started = false;
+
+  wrote(): void {
+    this.started = true;
+    this.listener?.();
+  }
+
+  onWrite(listener: (() => void) | undefined): void {
+    this.listener = listener;
+  }
+}
+
 export interface Exchange {
-  readonly protocol: 'http1' | 'upgrade';
-  /** Method, target, headers and the client's socket, as Node parsed them. */
-  readonly req: IncomingMessage;
+  readonly protocol: 'http1' | 'upgrade' | 'h2';
+  /** Method, target, headers and the client's address. */
+  readonly req: RequestHead;
+  /** Response bytes written to the client, for the timeouts. */
+  readonly writes: WriteWatch;
   /** When it arrived (clock ms). */
   readonly arrivedAt: number;
   /** Aborts when the client goes away or a step gives up on the request (the reason says which). */
@@ -74,9 +109,9 @@ export class ClientGoneError extends Error {
   }
 }
 
-/** The revision's timeoutSeconds passed. */
+/** One of the revision's timeouts passed (timeoutSeconds, responseStartTimeoutSeconds, idleTimeoutSeconds). */
 export class RequestTimeoutError extends Error {
-  constructor() {
+  constructor(readonly which: 'timeoutSeconds' | 'responseStartTimeoutSeconds' | 'idleTimeoutSeconds' = 'timeoutSeconds') {
     super('activator request timeout');
   }
 }

@@ -1,11 +1,14 @@
-// Sends one HTTP/1 request to one endpoint and streams the response back, bodies never
-// buffered whole. Tells the caller whether a failure happened before anything was sent
-// back (so the request may be retried elsewhere) or after.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type TransformCallback } from 'node:stream';
+// Sends one request to one endpoint and streams the response back, bodies never buffered
+// whole, whatever the client spoke (HTTP/1 or HTTP/2) and whatever the pod speaks (HTTP/1,
+// or h2c for a revision whose port is named h2c). Trailers (gRPC's status) reach a client
+// that can take them. Tells the caller whether a failure happened before anything was
+// sent back (so the request may be retried elsewhere) or after.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { RevisionInfo } from '../cluster/model.js';
 import type { EndpointState } from './endpoints.js';
-import type { ForwardResult, RequestHeaders, ResponseObserver } from './exchange.js';
+import type { ForwardResult, RequestHead, RequestHeaders, ResponseObserver } from './exchange.js';
 import { downstreamResponseHeaders } from './headers.js';
 
 /**
@@ -35,7 +38,8 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 /** Errors that mean the connection broke before the pod answered. */
 const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'EHOSTUNREACH', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
-export function requestHasBody(req: IncomingMessage): boolean {
+/** An HTTP/1 request has a body when it declares one (HTTP/2 knows from its frames, h2.ts). */
+export function requestHasBody(req: { readonly headers: IncomingHttpHeaders }): boolean {
   const len = req.headers['content-length'];
   if (len !== undefined) return len !== '0';
   return req.headers['transfer-encoding'] !== undefined;
@@ -48,7 +52,7 @@ export function errorCode(err: unknown): string | undefined {
 }
 
 /** A request that may be sent again after its first try went unanswered. */
-export function idempotentWithoutBody(req: IncomingMessage): boolean {
+export function idempotentWithoutBody(req: RequestHead): boolean {
   return IDEMPOTENT.has(req.method ?? 'GET') && !requestHasBody(req);
 }
 
@@ -61,14 +65,49 @@ export function retryableFailure(err: unknown, method: string, hasBody: boolean,
 }
 
 /**
- * Forward with undici's dispatch API straight into `res`: no Readable for the response
+ * The trailers of an HTTP/2 response. undici 7's HTTP/2 client hands its trailers object
+ * to a parser that expects HTTP/1's raw name/value array, so `onResponseEnd` gets {} (and
+ * gRPC's grpc-status would be lost); the object itself stays on the controller.
+ */
+function h2Trailers(c: Dispatcher.DispatchController): Record<string, string | string[]> {
+  const raw = (c as { rawTrailers?: unknown }).rawTrailers;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return {};
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    if (typeof value === 'string' || (Array.isArray(value) && value.every((v) => typeof v === 'string'))) out[name] = value as string | string[];
+  }
+  return out;
+}
+
+/** The client's request as forwarding needs it. */
+export interface RequestSource {
+  readonly head: RequestHead;
+  readonly body: Readable;
+  readonly hasBody: boolean;
+}
+
+/** Where the pod's response goes: the client's HTTP/1 response or HTTP/2 stream. */
+export interface ResponseSink {
+  readonly destroyed: boolean;
+  writeHead(status: number, headers: OutgoingHttpHeaders): void;
+  /** false: the client is full; `onDrain` is called once it takes more. */
+  write(chunk: Buffer): boolean;
+  onDrain(fn: () => void): void;
+  offDrain(fn: () => void): void;
+  /** Ends the response; `trailers` go out where the protocol carries them (HTTP/2). */
+  end(trailers: Record<string, string | string[]> | undefined): void;
+}
+
+/**
+ * Forward with undici's dispatch API straight into the sink: no Readable for the response
  * body and no stream pipeline in between (the proxy's hottest path; see bench/ overhead).
- * Backpressure: a full client socket pauses the upstream read until it drains.
+ * Backpressure: a full client pauses the upstream read until it drains.
  */
 export function forwardRequest(
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: RequestSource,
+  res: ResponseSink,
   endpoint: EndpointState,
+  protocol: RevisionInfo['protocol'],
   headers: RequestHeaders,
   signal: AbortSignal,
   onResponse: ResponseObserver,
@@ -76,10 +115,10 @@ export function forwardRequest(
   maxBodyBytes: number,
   now: () => number,
 ): Promise<ForwardResult> {
-  const hasBody = requestHasBody(req);
-  const method = req.method ?? 'GET';
-  const limit = hasBody && maxBodyBytes > 0 && req.headers['content-length'] === undefined ? new BodyLimit(maxBodyBytes) : undefined;
-  if (limit) req.pipe(limit);
+  const { hasBody } = req;
+  const method = req.head.method ?? 'GET';
+  const limit = hasBody && maxBodyBytes > 0 && req.head.headers['content-length'] === undefined ? new BodyLimit(maxBodyBytes) : undefined;
+  if (limit) req.body.pipe(limit);
   const sent = now();
   return new Promise<ForwardResult>((resolve) => {
     let controller: Dispatcher.DispatchController | undefined;
@@ -91,14 +130,14 @@ export function forwardRequest(
       if (settled) return;
       settled = true;
       signal.removeEventListener('abort', onAbort);
-      res.off('drain', onDrain);
+      res.offDrain(onDrain);
       resolve(r);
     };
     const failed = (err: Error) => {
-      if (limit) req.unpipe(limit);
+      if (limit) req.body.unpipe(limit);
       if (status === 0) {
         if (limit?.exceeded) return settle({ kind: 'body-too-large', limit: maxBodyBytes });
-        const bodyStarted = hasBody && (req.readableDidRead || req.readableEnded);
+        const bodyStarted = hasBody && (req.body.readableDidRead || req.body.readableEnded);
         settle({ kind: 'failed-before-response', error: err, retryable: retryableFailure(err, method, hasBody, bodyStarted) });
       } else settle({ kind: 'failed-mid-response', status, error: err });
     };
@@ -130,15 +169,17 @@ export function forwardRequest(
         }
         if (!res.write(chunk)) {
           c.pause();
-          res.once('drain', onDrain);
+          res.onDrain(onDrain);
         }
       },
-      onResponseEnd() {
+      onResponseEnd(c, trailers) {
         if (res.destroyed) {
           failed(new Error('client closed the connection'));
           return;
         }
-        res.end();
+        const all: Record<string, string | string[]> = h2Trailers(c);
+        for (const [name, value] of Object.entries(trailers)) if (value !== undefined) all[name] = value;
+        res.end(Object.keys(all).length > 0 ? all : undefined);
         settle({ kind: 'done', status });
       },
       onResponseError(_c, err) {
@@ -146,7 +187,7 @@ export function forwardRequest(
       },
     };
     try {
-      endpoint.pool.dispatch({ method: method as Dispatcher.HttpMethod, path: req.url ?? '/', headers, body: hasBody ? limit ?? req : null }, handler);
+      endpoint.pool(protocol).dispatch({ method: method as Dispatcher.HttpMethod, path: req.head.url ?? '/', headers, body: hasBody ? limit ?? req.body : null }, handler);
     } catch (err) {
       failed(err as Error);
     }

@@ -37,7 +37,13 @@ export function upstreamRequestHeaders(
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue;
+    if (value === undefined || drop.has(name)) continue;
+    // `TE: trailers` says the client reads trailers (gRPC requires it); the rest of TE is per hop.
+    if (name === 'te') {
+      if (String(value).trim().toLowerCase() === 'trailers') out[name] = 'trailers';
+      continue;
+    }
+    if (HOP_BY_HOP.has(name)) continue;
     if (name === KNATIVE_NAMESPACE_HEADER || name === KNATIVE_REVISION_HEADER || name === NETWORK_HASH_HEADER) continue;
     // undici sends 100-continue itself only when asked; the client's expectation was
     // already answered by this server.

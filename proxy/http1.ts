@@ -2,8 +2,8 @@
 // through undici (forward.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, type Answer, type Exchange, type ForwardResult, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
-import { forwardRequest } from './forward.js';
+import { ClientGoneError, WriteWatch, type Answer, type Exchange, type ForwardResult, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { forwardRequest, requestHasBody, type ResponseSink } from './forward.js';
 
 /** Write a plain-text answer; a response already under way is cut instead. */
 export function sendAnswer(res: ServerResponse, a: Answer): void {
@@ -23,7 +23,9 @@ export function sendAnswer(res: ServerResponse, a: Answer): void {
 export class Http1Exchange implements Exchange {
   readonly protocol = 'http1';
   route: Route | undefined = undefined;
+  readonly writes = new WriteWatch();
   private readonly ctl = new AbortController();
+  private readonly sink: ResponseSink;
 
   constructor(
     readonly req: IncomingMessage,
@@ -36,6 +38,16 @@ export class Http1Exchange implements Exchange {
     res.on('close', () => {
       if (!res.writableFinished) this.ctl.abort(new ClientGoneError());
     });
+    const writes = this.writes;
+    // HTTP/1 has trailers only in chunked bodies and few clients read them: they stop here.
+    this.sink = {
+      get destroyed() { return res.destroyed; },
+      writeHead(status, headers) { res.writeHead(status, headers); writes.wrote(); },
+      write(chunk) { const ok = res.write(chunk); writes.wrote(); return ok; },
+      onDrain(fn) { res.once('drain', fn); },
+      offDrain(fn) { res.off('drain', fn); },
+      end() { res.end(); },
+    };
   }
 
   get signal(): AbortSignal {
@@ -48,6 +60,7 @@ export class Http1Exchange implements Exchange {
 
   answer(a: Answer): void {
     sendAnswer(this.res, a);
+    this.writes.wrote();
   }
 
   cut(): void {
@@ -59,6 +72,7 @@ export class Http1Exchange implements Exchange {
   }
 
   forward(to: EndpointState, headers: RequestHeaders, signal: AbortSignal, onResponse: ResponseObserver): Promise<ForwardResult> {
-    return forwardRequest(this.req, this.res, to, headers, signal, onResponse, this.maxBodyBytes, this.now);
+    const source = { head: this.req, body: this.req, hasBody: requestHasBody(this.req) };
+    return forwardRequest(source, this.sink, to, this.route?.revision.protocol ?? 'http1', headers, signal, onResponse, this.maxBodyBytes, this.now);
   }
 }

@@ -2,6 +2,7 @@
 // listening sockets, the admin port and the lifecycle, and assembles the parts; what
 // happens to a request is the chain in chain.ts, which every protocol enters.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http2, { type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { systemClock, type Clock, type Timer } from '../cluster/clock.js';
@@ -14,6 +15,8 @@ import { requestChain } from './chain.js';
 import { ClientConnectionLimit } from './client-connections.js';
 import { EndpointTable } from './endpoints.js';
 import type { Exchange, Handler } from './exchange.js';
+import { H2Exchange } from './h2.js';
+import { acceptH2c } from './h2c-listener.js';
 import { Http1Exchange, sendAnswer } from './http1.js';
 import { NodeLoadTracker } from './load.js';
 import { ProxyMetrics } from './metrics.js';
@@ -37,7 +40,10 @@ export interface NodeProxyOptions {
   readonly model: ClusterModel;
   /** The node this proxy serves. */
   readonly node: string;
+  /** The activator's 8012: HTTP/1.1 and prior-knowledge h2c. */
   readonly listen: HostPort;
+  /** The activator's 8013 (h2c, HTTP/1.1 accepted too); none when absent. */
+  readonly h2cListen?: HostPort;
   /** Admin port: /metrics, /load, /healthz, /readyz. Kept apart from traffic. */
   readonly admin?: HostPort;
   readonly policy: Policy;
@@ -67,6 +73,14 @@ export interface NodeProxyOptions {
 export class NodeProxy {
   readonly metrics: ProxyMetrics;
   private readonly server: http.Server;
+  /** The 8013 listener, when asked for: the same handlers as `server`. */
+  private readonly h2cServer: http.Server | undefined;
+  /** Every HTTP/2 stream of either port enters the chain here. */
+  private readonly h2: http2.Http2Server;
+  private readonly connectionLimit: ClientConnectionLimit;
+  private readonly h2Sessions = new Set<Http2Session>();
+  /** Drops the connections whose protocol is not known yet, per listener. */
+  private readonly dropUndecided: (() => void)[] = [];
   private adminServer: http.Server | undefined;
   private readonly clock: Clock;
   private readonly endpoints: EndpointTable;
@@ -128,31 +142,49 @@ export class NodeProxy {
     });
     const now = () => clock.now();
     const maxBody = opts.maxBodyBytes ?? 0;
-    this.server = http.createServer({
+    this.h2 = http2.createServer({}, (req, res) => void this.chain(new H2Exchange(req, res, now(), maxBody, now)));
+    this.h2.on('session', (session: Http2Session) => {
+      this.h2Sessions.add(session);
+      session.on('error', () => session.destroy());
+      session.once('close', () => this.h2Sessions.delete(session));
+      if (this.lifecycle.draining) session.close();
+    });
+    this.connectionLimit = new ClientConnectionLimit(opts.maxIdleConnectionsPerClient ?? DEFAULT_PROXY.maxIdleConnectionsPerClient, () => this.metrics.refusedConnections.inc({ reason: 'idle_per_client' }));
+    this.server = this.http1Server(now, maxBody);
+    this.h2cServer = opts.h2cListen ? this.http1Server(now, maxBody) : undefined;
+  }
+
+  /** An HTTP/1 server with the request path's handlers that also hands h2c connections to `h2`. */
+  private http1Server(now: () => number, maxBody: number): http.Server {
+    const server = http.createServer({
       // The revision timeout bounds requests; Node's own 300 s cap would cut longer ones.
       requestTimeout: 0,
       // Slowloris: a client must finish its headers within this time. Node checks the
       // deadline only every `connectionsCheckingInterval` (default 30 s, which would let a
       // trickling client hold a connection for up to 45 s); check every second instead.
-      headersTimeout: opts.headersTimeoutMs ?? 15_000,
+      headersTimeout: this.opts.headersTimeoutMs ?? 15_000,
       connectionsCheckingInterval: 1000,
       keepAliveTimeout: 65_000,
     }, (req, res) => void this.chain(new Http1Exchange(req, res, now(), maxBody, now)));
-    new ClientConnectionLimit(opts.maxIdleConnectionsPerClient ?? DEFAULT_PROXY.maxIdleConnectionsPerClient, () => this.metrics.refusedConnections.inc({ reason: 'idle_per_client' })).attach(this.server);
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      void this.chain(new UpgradeExchange(req, socket, head, now(), opts.localAddress, now));
+    this.dropUndecided.push(acceptH2c(server, this.h2, this.clock, this.opts.headersTimeoutMs ?? 15_000));
+    // After acceptH2c, which takes Node's own connection listener over; the cap runs first and
+    // is shared by both ports, so a client's idle connections count once.
+    this.connectionLimit.attach(server);
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      void this.chain(new UpgradeExchange(req, socket, head, now(), this.opts.localAddress, now));
     });
     // chikai is no forward proxy: a tunnel request is refused, nothing is dialled.
-    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
       socket.on('error', () => socket.destroy());
       const body = 'chikai: CONNECT is not served (this is no forward proxy)\n';
       socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     });
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (!socket.writable) return socket.destroy();
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     });
+    return server;
   }
 
   get node(): string { return this.opts.node; }
@@ -160,12 +192,15 @@ export class NodeProxy {
   get load(): LoadView { return this.tracker; }
 
   get address(): AddressInfo { return this.server.address() as AddressInfo; }
+  /** The 8013 listener's address, when there is one. */
+  get h2cAddress(): AddressInfo | undefined { return this.h2cServer?.address() as AddressInfo | undefined; }
   get adminAddress(): AddressInfo | undefined { return this.adminServer?.address() as AddressInfo | undefined; }
   /** Requests being handled now (queued, forwarded or tunnelled). */
   get activeRequests(): number { return this.lifecycle.active; }
 
   async start(): Promise<void> {
     await listen(this.server, this.opts.listen);
+    if (this.h2cServer && this.opts.h2cListen) await listen(this.h2cServer, this.opts.h2cListen);
     if (this.opts.admin) {
       this.adminServer = http.createServer((req, res) => void this.handleAdmin(req, res));
       await listen(this.adminServer, this.opts.admin);
@@ -212,25 +247,38 @@ export class NodeProxy {
   async drain(finishMs = 30_000): Promise<void> {
     this.lifecycle.draining = true;
     await new Promise<void>((r) => this.clock.after(this.opts.drainSeconds * 1000, r));
-    const closed = new Promise<void>((r) => this.server.close(() => r()));
-    this.server.closeIdleConnections();
+    const servers = this.listeners();
+    const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const s of servers) s.closeIdleConnections();
+    // HTTP/2 clients get GOAWAY: no new streams, the open ones finish.
+    for (const session of this.h2Sessions) session.close();
     let finishTimer: Timer | undefined;
     await Promise.race([this.lifecycle.idle(), new Promise<void>((r) => (finishTimer = this.clock.after(finishMs, r)))]);
     finishTimer?.cancel();
-    this.server.closeAllConnections();
+    for (const s of servers) s.closeAllConnections();
+    for (const drop of this.dropUndecided) drop();
+    for (const session of this.h2Sessions) session.destroy();
     await closed;
     await this.close();
+  }
+
+  private listeners(): http.Server[] {
+    return this.h2cServer ? [this.server, this.h2cServer] : [this.server];
   }
 
   /** Stop at once: listeners closed, connections cut, pools destroyed. */
   async close(): Promise<void> {
     this.lifecycle.draining = true;
     this.queues.clear('the proxy is shutting down');
-    if (this.server.listening) {
-      const closed = new Promise<void>((r) => this.server.close(() => r()));
-      this.server.closeAllConnections();
+    for (const s of this.listeners()) {
+      if (!s.listening) continue;
+      const closed = new Promise<void>((r) => s.close(() => r()));
+      s.closeAllConnections();
+      for (const drop of this.dropUndecided) drop();
+      for (const session of this.h2Sessions) session.destroy();
       await closed;
     }
+    for (const session of this.h2Sessions) session.destroy();
     if (this.adminServer?.listening) {
       const a = this.adminServer;
       await new Promise<void>((r) => a.close(() => r()));

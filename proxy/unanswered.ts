@@ -37,7 +37,9 @@ export class UnansweredRequests {
     };
     return {
       signal: ctl.signal,
-      answered: forget,
+      // Answered: no longer abandoned with its node, but the request's own aborts (its
+      // timeouts, the client gone) still reach it.
+      answered: () => set!.delete(ctl),
       end: forget,
       get unreachable() {
         return ctl.signal.reason instanceof NodeUnreachableError ? ctl.signal.reason : undefined;

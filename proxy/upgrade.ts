@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, type Answer, type Exchange, type ForwardResult, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { ClientGoneError, WriteWatch, type Answer, type Exchange, type ForwardResult, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
 import { retryableFailure } from './forward.js';
 import { downstreamResponseHeaders } from './headers.js';
 
@@ -32,6 +32,7 @@ function rawResponse(status: number, headers: Record<string, string | string[] |
 export class UpgradeExchange implements Exchange {
   readonly protocol = 'upgrade';
   route: Route | undefined = undefined;
+  readonly writes = new WriteWatch();
   private readonly ctl = new AbortController();
   /** Something was written to the client: no answer of ours can follow. */
   private started = false;
@@ -59,6 +60,7 @@ export class UpgradeExchange implements Exchange {
   answer(a: Answer): void {
     if (this.started || this.socket.destroyed) return this.cut();
     this.started = true;
+    this.writes.wrote();
     this.socket.end(rawResponse(a.status, { 'content-type': 'text/plain; charset=utf-8', ...a.headers }, a.body));
   }
 
@@ -106,6 +108,7 @@ export class UpgradeExchange implements Exchange {
       upstream.on('upgrade', (res: IncomingMessage, tunnel: Socket, tunnelHead: Buffer) => {
         status = 101;
         this.started = true;
+        this.writes.wrote();
         onResponse(101, res.headers, this.now() - sent);
         tunnel.on('error', () => tunnel.destroy());
         const end = () => {
@@ -126,6 +129,7 @@ export class UpgradeExchange implements Exchange {
         // The pod refused the upgrade: its answer goes back whole (it is small), then the connection closes.
         status = res.statusCode ?? 502;
         this.started = true;
+        this.writes.wrote();
         onResponse(status, res.headers, this.now() - sent);
         const chunks: Buffer[] = [];
         let size = 0;

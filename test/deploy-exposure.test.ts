@@ -128,6 +128,11 @@ t.test('who reaches which port (the full install)', async (t) => {
       'ns knative-serving pods app.kubernetes.io/name=chikai-proxy',
       'ns knative-serving pods app in (controller,autoscaler)',
     ],
+    'chikai-proxy:8013': [
+      'ns kubernetes.io/metadata.name=kourier-system pods app=3scale-kourier-gateway',
+      'ns knative-serving pods app.kubernetes.io/name=chikai-proxy',
+      'ns knative-serving pods app in (controller,autoscaler)',
+    ],
     'chikai-proxy:9090': [monitoring],
     'chikai-xds:18000': [gateways, proxies],
     'chikai-xds:18080': [monitoring],

@@ -183,13 +183,20 @@ t.test('every proxy reports its load to every xDS replica: a headless Service na
   }
 });
 
-t.test('the activator is replaced: activator-service selects the proxies on 8012', async (t) => {
+t.test('the activator is replaced: activator-service selects the proxies on 8012 and 8013', async (t) => {
   for (const [overlay, objs] of rendered) {
     const svc = need(objs, 'Service', 'activator-service', 'knative-serving');
     const ds = need(objs, 'DaemonSet', 'chikai-proxy', 'knative-serving');
     t.ok(selects(map(svc, 'spec', 'selector'), map(ds, 'spec', 'template', 'metadata', 'labels')), `${overlay}: selector matches the proxy pods`);
-    const http = list(svc, 'spec', 'ports').find((p) => p['name'] === 'http');
-    t.same([http?.['port'], http?.['targetPort']], [80, 8012], 'Knative\'s http port, onto the proxy');
+    const port = (name: string) => list(svc, 'spec', 'ports').find((p) => p['name'] === name);
+    t.same([port('http')?.['port'], port('http')?.['targetPort']], [80, 8012], 'Knative\'s http port, onto the proxy');
+    // The serverless service keeps the endpoint port numbered like the revision's target
+    // port (8012 http1, 8013 h2c); without 8013 an h2c revision at zero has no endpoint.
+    t.same([port('http2')?.['port'], port('http2')?.['targetPort']], [81, 8013], 'Knative\'s http2 port, onto the proxy\'s h2c listener');
+    t.notOk(port('https'), 'no 8112: chikai terminates no TLS (deploy/README.md says so)');
+    const containerPorts = list(ds, 'spec', 'template', 'spec', 'containers', 0, 'ports').map((p) => p['containerPort']);
+    t.ok([8012, 8013].every((p) => containerPorts.includes(p)), `${overlay}: the proxy pods expose 8012 and 8013`);
+    t.equal(map(ds, 'spec', 'template', 'metadata', 'labels')['app'], undefined, 'the proxy pods do not pose as app: activator (the service selects them by name)');
     t.equal(map(svc, 'metadata', 'labels')['app'], 'activator', 'Knative\'s labels kept');
   }
 });

@@ -18,7 +18,10 @@ t.test('nodes: InternalIP (IPv4 first on dual-stack), topology labels with legac
 
 t.test('revisions: Knative defaults, h2c, revisions without a service', async (t) => {
   t.same(revisionInfoFrom({ metadata: { name: 'fn-00003', namespace: 'apps', labels: { 'serving.knative.dev/configuration': 'fn' } }, spec: { containers: [{ ports: [{ name: 'h2c', containerPort: 8080 }] }] } }),
-    { namespace: 'apps', service: 'fn', name: 'fn-00003', hosts: [], containerConcurrency: 0, timeoutSeconds: 300, protocol: 'h2c' });
+    { namespace: 'apps', service: 'fn', name: 'fn-00003', hosts: [], containerConcurrency: 0, timeoutSeconds: 300, responseStartTimeoutSeconds: 0, protocol: 'h2c' });
+  t.same(revisionInfoFrom({ metadata: { name: 'ws-00001', namespace: 'apps' }, spec: { timeoutSeconds: 600, responseStartTimeoutSeconds: 30, idleTimeoutSeconds: 20, containers: [{}] } }),
+    { namespace: 'apps', service: 'ws-00001', name: 'ws-00001', hosts: [], containerConcurrency: 0, timeoutSeconds: 600, responseStartTimeoutSeconds: 30, idleTimeoutSeconds: 20, protocol: 'http1' },
+    'Knative\'s response-start and idle timeouts from the revision spec');
   t.equal(revisionInfoFrom({ metadata: { name: 'x' } }), undefined, 'a revision needs a namespace');
 });
 

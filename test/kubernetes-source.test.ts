@@ -96,7 +96,7 @@ t.test('the first list fills the model: nodes by InternalIP and topology labels,
     { name: 'cloud-1', region: 'cloud', zone: 'cloud-a', address: '10.0.1.1' },
     { name: 'edge-1', region: 'edge', zone: 'edge-a', address: '10.0.0.1' },
   ]);
-  t.same(s.revision(HELLO), { namespace: 'default', service: 'hello', name: 'hello-00001', hosts: [], containerConcurrency: 2, timeoutSeconds: 30, protocol: 'http1' });
+  t.same(s.revision(HELLO), { namespace: 'default', service: 'hello', name: 'hello-00001', hosts: [], containerConcurrency: 2, timeoutSeconds: 30, responseStartTimeoutSeconds: 0, protocol: 'http1' });
   t.same(s.endpoints(HELLO), [], 'a revision scaled to zero has no endpoints (and the public slice is not one)');
   t.ok(source.synced);
 });

@@ -4,7 +4,7 @@
 import t from 'tap';
 import http, { type IncomingMessage } from 'node:http';
 import net from 'node:net';
-import { ClusterModel, type ClusterState } from '../cluster/model.js';
+import { ClusterModel, type ClusterState, type RevisionInfo } from '../cluster/model.js';
 import { DEFAULT_QUEUE_CONFIG, QueueDeadlineError, QueueFullError, type QueueEntry } from '../queue/index.js';
 import { requestChain } from '../proxy/chain.js';
 import { EndpointTable, type EndpointState } from '../proxy/endpoints.js';
@@ -21,6 +21,7 @@ import {
   type ResponseObserver,
   type Route,
   type Routed,
+  WriteWatch,
 } from '../proxy/exchange.js';
 import { NodeLoadTracker } from '../proxy/load.js';
 import { ProxyMetrics } from '../proxy/metrics.js';
@@ -61,6 +62,7 @@ function incoming(headers: Record<string, string>, o: { method?: string; url?: s
 /** An Exchange whose answers are recorded and whose forwarding is scripted. */
 class ScriptedExchange implements Exchange {
   route: Route | undefined = undefined;
+  readonly writes = new WriteWatch();
   readonly answers: Answer[] = [];
   cuts = 0;
   closeAsked = false;
@@ -242,6 +244,74 @@ t.test('timeout: the request is aborted at arrival + timeoutSeconds, not before,
   const y = new ScriptedExchange(incoming(HOST), clock.now());
   await timeoutStep(clock, outcome(relayed))(routed(y));
   t.equal(clock.timers, 0, 'the timer of a finished request is cancelled');
+});
+
+/** A Routed request for a revision with Knative's other two timeouts set. */
+function routedWith(x: Exchange, over: Partial<RevisionInfo>): Routed {
+  return routed(x, new ClusterModel(clusterState({ nodes: 1, revisions: [hello({ timeoutSeconds: 60, ...over })] })));
+}
+
+t.test('responseStartTimeoutSeconds: aborts only while nothing was written', async (t) => {
+  const clock = new ManualClock(0);
+  const hold = () => new Promise<Outcome>(() => undefined);
+  const silent = new ScriptedExchange(incoming(HOST), 0);
+  void timeoutStep(clock, hold)(routedWith(silent, { responseStartTimeoutSeconds: 3 }));
+  clock.advance(2999);
+  t.notOk(silent.signal.aborted, 'not before 3 s');
+  clock.advance(1);
+  t.match(silent.signal.reason, { which: 'responseStartTimeoutSeconds' }, 'no byte in 3 s: aborted (504 from the attempt)');
+  t.type(silent.signal.reason, RequestTimeoutError);
+
+  const started = new ScriptedExchange(incoming(HOST), clock.now());
+  void timeoutStep(clock, hold)(routedWith(started, { responseStartTimeoutSeconds: 3 }));
+  clock.advance(1000);
+  started.writes.wrote(); // the status line went out (an upgrade's 101 counts the same)
+  clock.advance(10_000);
+  t.notOk(started.signal.aborted, 'a response that started is not cut by the response-start timeout (knative/serving#16169)');
+  clock.advance(49_000);
+  t.match(started.signal.reason, { which: 'timeoutSeconds' }, 'timeoutSeconds still bounds it');
+
+  const unset = new ScriptedExchange(incoming(HOST), clock.now());
+  void timeoutStep(clock, hold)(routedWith(unset, { timeoutSeconds: 600 }));
+  clock.advance(299_999);
+  t.notOk(unset.signal.aborted);
+  clock.advance(1);
+  t.match(unset.signal.reason, { which: 'responseStartTimeoutSeconds' }, 'unset: Knative\'s default 300 s');
+
+  const off = new ScriptedExchange(incoming(HOST), clock.now());
+  void timeoutStep(clock, hold)(routedWith(off, { timeoutSeconds: 600, responseStartTimeoutSeconds: 0 }));
+  clock.advance(599_999);
+  t.notOk(off.signal.aborted, '0: no response-start timer (a Revision Knative defaulted without one)');
+  clock.advance(1);
+  t.match(off.signal.reason, { which: 'timeoutSeconds' });
+});
+
+t.test('idleTimeoutSeconds: counts from the last byte written; 0 is off', async (t) => {
+  const clock = new ManualClock(0);
+  const hold = () => new Promise<Outcome>(() => undefined);
+  const x = new ScriptedExchange(incoming(HOST), 0);
+  void timeoutStep(clock, hold)(routedWith(x, { idleTimeoutSeconds: 2 }));
+  clock.advance(1500);
+  x.writes.wrote();
+  clock.advance(1500);
+  x.writes.wrote();
+  clock.advance(1999);
+  t.notOk(x.signal.aborted, 'every write rearms it');
+  clock.advance(1);
+  t.match(x.signal.reason, { which: 'idleTimeoutSeconds' }, '2 s without a byte: aborted (the attempt cuts a started response)');
+
+  const before = new ScriptedExchange(incoming(HOST), clock.now());
+  void timeoutStep(clock, hold)(routedWith(before, { idleTimeoutSeconds: 2 }));
+  clock.advance(2000);
+  t.match(before.signal.reason, { which: 'idleTimeoutSeconds' }, 'nothing written at all: it counts from arrival');
+
+  const fresh = new ManualClock(0);
+  const off = new ScriptedExchange(incoming(HOST), 0);
+  await timeoutStep(fresh, async () => {
+    t.equal(fresh.timers, 1, 'idle 0, response start defaulting to timeoutSeconds (60 s < 300 s): one timer');
+    return relayed;
+  })(routedWith(off, { idleTimeoutSeconds: 0 }));
+  t.equal(fresh.timers, 0, 'a finished request leaves no timer behind');
 });
 
 t.test('retry: one more try elsewhere for a retryable failure, counted; never a third', async (t) => {

@@ -8,6 +8,7 @@ import type { ClusterModel, EndpointInfo } from '../model.js';
 import type { Clock } from '../clock.js';
 import type { PodSpec } from '../config.js';
 import { EmulatedNetwork, hiddenAddress, seededRandom, type Exposure, type HostPort } from './network.js';
+import { EmulatedGrpcPod } from './grpc-pod.js';
 import { EmulatedPod } from './pod.js';
 
 /** A pod to emulate: revision `ns/rev`, node, optional name, service time and capacity. */
@@ -27,11 +28,16 @@ export interface EmulatedClusterOptions {
 export interface EmulatedCluster {
   readonly model: ClusterModel;
   readonly network: EmulatedNetwork;
-  /** Pods running now, in start order. */
+  /** HTTP/1 pods running now, in start order. */
   readonly pods: readonly EmulatedPod[];
   pod(name: string): EmulatedPod | undefined;
+  /** Pods of h2c revisions (gRPC servers) running now. */
+  readonly grpcPods: readonly EmulatedGrpcPod[];
+  grpcPod(name: string): EmulatedGrpcPod | undefined;
   /** Start a pod, expose it on its node and add its endpoint to the model. */
   addPod(spec: EmulatedPodSpec): Promise<EmulatedPod>;
+  /** The same for a pod of an h2c revision (a gRPC server). */
+  addGrpcPod(spec: EmulatedPodSpec): Promise<EmulatedGrpcPod>;
   /** The endpoint leaves the model first, then the pod drains (up to `graceMs`) and closes. */
   removePod(name: string, graceMs?: number): Promise<void>;
   /** Expose a hidden backend (e.g. a node proxy) on `node`'s address through the network. */
@@ -44,7 +50,7 @@ export interface EmulatedCluster {
 const LETTERS = 'abcdefghijklmnopqrstuvwxyz';
 
 interface Running {
-  readonly pod: EmulatedPod;
+  readonly pod: EmulatedPod | EmulatedGrpcPod;
   readonly exposure: Exposure;
 }
 
@@ -76,6 +82,9 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
     }
   };
 
+  /** An h2c revision's pods are gRPC servers. */
+  const isH2c = (spec: EmulatedPodSpec): boolean => model.current.revision(spec.revision)?.protocol === 'h2c';
+
   /** Start and expose a pod; the caller writes its endpoint. */
   const launch = async (spec: EmulatedPodSpec): Promise<{ run: Running; endpoint: EndpointInfo }> => {
     if (closed) throw new Error('emulated cluster is closed');
@@ -85,16 +94,18 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
     const name = podName(spec);
     if (names.has(name)) throw new Error(`emulated pod ${name} already exists`);
     names.add(name);
-    const pod = new EmulatedPod({
-      name,
-      node: spec.node,
-      revision: spec.revision,
-      host: hiddenAddress(node),
-      serviceTimeMs: spec.serviceTimeMs,
-      capacity: spec.capacity,
-      random: seededRandom(Math.floor(rand() * 2 ** 32)),
-      clock: options.clock,
-    });
+    const pod = isH2c(spec)
+      ? new EmulatedGrpcPod({ name, node: spec.node, revision: spec.revision, host: hiddenAddress(node), clock: options.clock })
+      : new EmulatedPod({
+        name,
+        node: spec.node,
+        revision: spec.revision,
+        host: hiddenAddress(node),
+        serviceTimeMs: spec.serviceTimeMs,
+        capacity: spec.capacity,
+        random: seededRandom(Math.floor(rand() * 2 ** 32)),
+        clock: options.clock,
+      });
     let exposure: Exposure;
     try {
       const port = await pod.start();
@@ -114,11 +125,30 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
     model,
     network,
     get pods() {
-      return [...running.values()].map((r) => r.pod);
+      return [...running.values()].map((r) => r.pod).filter((p): p is EmulatedPod => p instanceof EmulatedPod);
     },
-    pod: (name) => running.get(name)?.pod,
+    pod: (name) => {
+      const p = running.get(name)?.pod;
+      return p instanceof EmulatedPod ? p : undefined;
+    },
+    get grpcPods() {
+      return [...running.values()].map((r) => r.pod).filter((p): p is EmulatedGrpcPod => p instanceof EmulatedGrpcPod);
+    },
+    grpcPod: (name) => {
+      const p = running.get(name)?.pod;
+      return p instanceof EmulatedGrpcPod ? p : undefined;
+    },
     async addPod(spec) {
+      if (isH2c(spec)) throw new Error(`emulated cluster: ${spec.revision} is an h2c revision; use addGrpcPod`);
       const { run, endpoint } = await launch(spec);
+      if (!(run.pod instanceof EmulatedPod)) throw new Error('unreachable: an HTTP/1 revision got a gRPC pod');
+      model.addEndpoint(endpoint);
+      return run.pod;
+    },
+    async addGrpcPod(spec) {
+      if (!isH2c(spec)) throw new Error(`emulated cluster: ${spec.revision} is not an h2c revision; use addPod`);
+      const { run, endpoint } = await launch(spec);
+      if (!(run.pod instanceof EmulatedGrpcPod)) throw new Error('unreachable: an h2c revision got an HTTP/1 pod');
       model.addEndpoint(endpoint);
       return run.pod;
     },

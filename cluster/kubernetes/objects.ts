@@ -103,6 +103,8 @@ export function revisionInfoFrom(obj: unknown): RevisionInfo | undefined {
   const spec = asObject(asObject(obj)?.['spec']) ?? {};
   const cc = asNumber(spec['containerConcurrency']);
   const timeout = asNumber(spec['timeoutSeconds']);
+  const responseStart = asNumber(spec['responseStartTimeoutSeconds']);
+  const idle = asNumber(spec['idleTimeoutSeconds']);
   const ports = asArray(spec['containers']).flatMap((c) => asArray(asObject(c)?.['ports']));
   const h2c = ports.some((p) => asString(asObject(p)?.['name']) === 'h2c');
   return {
@@ -113,6 +115,10 @@ export function revisionInfoFrom(obj: unknown): RevisionInfo | undefined {
     hosts: [],
     containerConcurrency: cc !== undefined && cc >= 0 ? Math.floor(cc) : 0,
     timeoutSeconds: timeout !== undefined && timeout > 0 ? timeout : DEFAULT_TIMEOUT_SECONDS,
+    // A Revision is already defaulted by Knative's webhook: no responseStartTimeoutSeconds
+    // there means no separate timer, not "apply the default".
+    responseStartTimeoutSeconds: responseStart !== undefined && responseStart > 0 ? responseStart : 0,
+    ...(idle !== undefined && idle > 0 ? { idleTimeoutSeconds: idle } : {}),
     protocol: h2c ? 'h2c' : 'http1',
   };
 }

@@ -3,8 +3,7 @@
 // origin form the pods expect, its authority taking the place of Host. Routing then only
 // ever looks at one host name, so the proxy can never be aimed at an address outside the
 // cluster model.
-import type { IncomingMessage } from 'node:http';
-import type { Exchange, Handler } from '../exchange.js';
+import type { Exchange, Handler, RequestHead } from '../exchange.js';
 import { NO_NODE } from '../exchange.js';
 
 export function requestTargetStep(next: Handler<Exchange>): Handler<Exchange> {
@@ -15,7 +14,7 @@ export function requestTargetStep(next: Handler<Exchange>): Handler<Exchange> {
 }
 
 /** Normalises `req.url` and `req.headers.host` in place; returns why it must be refused (400). */
-export function normaliseRequestTarget(req: IncomingMessage): string | undefined {
+export function normaliseRequestTarget(req: RequestHead): string | undefined {
   let hosts = 0;
   for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i].length === 4 && req.rawHeaders[i].toLowerCase() === 'host') hosts++;
   if (hosts > 1) return `chikai: the request has ${hosts} Host headers; send exactly one\n`;

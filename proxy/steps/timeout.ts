@@ -1,17 +1,45 @@
-// The revision's timeoutSeconds, counted from arrival: when it passes, the request is
-// aborted with RequestTimeoutError, which the inner steps turn into their answer (503
-// while still waiting for a pod, 504 once sent to one).
-import type { Clock } from '../../cluster/clock.js';
+// Knative's three request timeouts (activator pkg/http/handler/timeout.go), counted from
+// arrival with the injected clock. When one passes the request is aborted with a
+// RequestTimeoutError naming it, which the inner steps turn into their answer: 503 while
+// still waiting for a pod, 504 once sent to one and nothing was written yet, the
+// connection cut when the response had started.
+//   timeoutSeconds               the whole request, unconditionally
+//   responseStartTimeoutSeconds  only while no response byte has been written
+//   idleTimeoutSeconds           no byte written for that long (0 = off); every write rearms it
+// An upgrade that got its 101 has written, so the response-start timeout no longer
+// applies to it, and the tunnel ignores aborts (upgrade.ts; knative/serving#16169).
+import type { Clock, Timer } from '../../cluster/clock.js';
+import { responseStartTimeoutSeconds } from '../../cluster/model.js';
 import { RequestTimeoutError, type Handler, type Routed } from '../exchange.js';
 
 export function timeoutStep(clock: Clock, next: Handler<Routed>): Handler<Routed> {
   return async (r) => {
-    const due = r.x.arrivedAt + r.route.revision.timeoutSeconds * 1000;
-    const timer = clock.after(due - clock.now(), () => r.x.abort(new RequestTimeoutError()));
+    const { x } = r;
+    const rev = r.route.revision;
+    const fire = (which: RequestTimeoutError['which']) => () => x.abort(new RequestTimeoutError(which));
+    const timers: Timer[] = [clock.after(x.arrivedAt + rev.timeoutSeconds * 1000 - clock.now(), fire('timeoutSeconds'))];
+    const startDue = x.arrivedAt + responseStartTimeoutSeconds(rev) * 1000;
+    if (startDue < x.arrivedAt + rev.timeoutSeconds * 1000) {
+      const start = clock.after(startDue - clock.now(), () => {
+        if (!x.writes.started) fire('responseStartTimeoutSeconds')();
+      });
+      timers.push(start);
+    }
+    const idleMs = (rev.idleTimeoutSeconds ?? 0) * 1000;
+    let idle: Timer | undefined;
+    if (idleMs > 0) {
+      idle = clock.after(x.arrivedAt + idleMs - clock.now(), fire('idleTimeoutSeconds'));
+      x.writes.onWrite(() => {
+        idle?.cancel();
+        idle = clock.after(idleMs, fire('idleTimeoutSeconds'));
+      });
+    }
     try {
       return await next(r);
     } finally {
-      timer.cancel();
+      for (const t of timers) t.cancel();
+      idle?.cancel();
+      x.writes.onWrite(undefined);
     }
   };
 }
