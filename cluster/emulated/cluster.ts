@@ -22,6 +22,8 @@ export interface EmulatedClusterOptions {
   readonly maxPendingBytes?: number;
   /** Time for the network's delays and the pods' service times. */
   readonly clock?: Clock;
+  /** Charge TCP's handshake on new connections (EmulatedNetworkOptions.tcpHandshake). */
+  readonly tcpHandshake?: boolean;
 }
 
 export interface EmulatedCluster {
@@ -30,8 +32,12 @@ export interface EmulatedCluster {
   /** Pods running now, in start order. */
   readonly pods: readonly EmulatedPod[];
   pod(name: string): EmulatedPod | undefined;
-  /** Start a pod, expose it on its node and add its endpoint to the model. */
-  addPod(spec: EmulatedPodSpec): Promise<EmulatedPod>;
+  /**
+   * Start a pod, expose it on its node and add its endpoint to the model. With
+   * `starting`, the pod answers readiness probes 503 and its endpoint is not ready until
+   * someone says otherwise (the emulated autoscaler's kubelet does, after its cold start).
+   */
+  addPod(spec: EmulatedPodSpec, options?: { readonly starting?: boolean }): Promise<EmulatedPod>;
   /** The endpoint leaves the model first, then the pod drains (up to `graceMs`) and closes. */
   removePod(name: string, graceMs?: number): Promise<void>;
   /** Expose a hidden backend (e.g. a node proxy) on `node`'s address through the network. */
@@ -52,7 +58,7 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
   const { model } = options;
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32);
   const rand = seededRandom(seed ^ 0x5bd1e995);
-  const network = new EmulatedNetwork(model, { seed, maxPendingBytes: options.maxPendingBytes, clock: options.clock });
+  const network = new EmulatedNetwork(model, { seed, maxPendingBytes: options.maxPendingBytes, clock: options.clock, tcpHandshake: options.tcpHandshake });
   const running = new Map<string, Running>();
   /** Names taken, including pods still starting. */
   const names = new Set<string>();
@@ -77,7 +83,7 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
   };
 
   /** Start and expose a pod; the caller writes its endpoint. */
-  const launch = async (spec: EmulatedPodSpec): Promise<{ run: Running; endpoint: EndpointInfo }> => {
+  const launch = async (spec: EmulatedPodSpec, starting = false): Promise<{ run: Running; endpoint: EndpointInfo }> => {
     if (closed) throw new Error('emulated cluster is closed');
     const node = model.current.node(spec.node);
     if (!node) throw new Error(`emulated pod: unknown node ${JSON.stringify(spec.node)}`);
@@ -95,6 +101,7 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
       random: seededRandom(Math.floor(rand() * 2 ** 32)),
       clock: options.clock,
     });
+    if (starting) pod.setReady(false);
     let exposure: Exposure;
     try {
       const port = await pod.start();
@@ -106,7 +113,7 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
     }
     const run = { pod, exposure };
     running.set(name, run);
-    const endpoint: EndpointInfo = { pod: name, revision: spec.revision, node: spec.node, address: node.address, port: exposure.port, ready: true };
+    const endpoint: EndpointInfo = { pod: name, revision: spec.revision, node: spec.node, address: node.address, port: exposure.port, ready: !starting };
     return { run, endpoint };
   };
 
@@ -117,8 +124,8 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
       return [...running.values()].map((r) => r.pod);
     },
     pod: (name) => running.get(name)?.pod,
-    async addPod(spec) {
-      const { run, endpoint } = await launch(spec);
+    async addPod(spec, o) {
+      const { run, endpoint } = await launch(spec, o?.starting ?? false);
       model.addEndpoint(endpoint);
       return run.pod;
     },
