@@ -26,6 +26,8 @@ export class RevisionQueues {
         },
       });
       this.queues.set(revisionKey, q);
+      // The depth series exists from a revision's first request, so dashboards and alerts see 0, not "no data".
+      this.metrics.buffered.set({ revision: revisionKey }, 0);
     }
     return q;
   }

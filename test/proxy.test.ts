@@ -199,7 +199,7 @@ t.test('metrics: requests by revision, target node and code; duration; in-flight
   t.match(text, /chikai_requests_total\{revision="unknown",target_node="none",code="404",node="node1"\} 1/);
   t.match(text, /chikai_request_duration_seconds_count\{[^}]*revision="default\/hello-00001"[^}]*target_node="node\d"[^}]*\} \d+/);
   t.match(text, /# TYPE chikai_requests_in_flight gauge/);
-  t.match(text, /# TYPE chikai_requests_buffered gauge/);
+  t.match(text, /chikai_requests_buffered\{revision="default\/hello-00001",node="node1"\} 0/, 'queue depth 0 from the revision\'s first request (dashboards show 0, not no data)');
   const served = [...text.matchAll(/chikai_requests_total\{revision="default\/hello-00001",target_node="node\d",code="200",node="node1"\} (\d+)/g)]
     .reduce((a, m) => a + Number(m[1]), 0);
   t.equal(served, 10, 'every served request counted once');
