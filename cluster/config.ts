@@ -51,7 +51,8 @@ export interface ScaledRevision {
 /**
  * The emulated Knative autoscaler (cluster/emulated/autoscaler.ts). Times follow Knative's
  * config-autoscaler: `stable-window` (default 60 s) and `scale-to-zero-grace-period`
- * (default 30 s), both at least 6 s in Knative; the emulation accepts shorter ones.
+ * (default 30 s), both at least 6 s in Knative; the emulation accepts shorter ones (a stable
+ * window of at least 1 s, the proxies' reporting period).
  */
 export interface AutoscalerSettings {
   /** Where the stat websocket listens (Knative's autoscaler: port 8080). */
@@ -236,7 +237,8 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
   });
   const autoscaler: AutoscalerSettings = {
     listen: hostPort(a('listen'), DEFAULT_AUTOSCALER.listen),
-    stableWindowSeconds: r.number(a('stableWindowSeconds'), DEFAULT_AUTOSCALER.stableWindowSeconds, 0.001, 3600),
+    // The proxies report every second: a shorter window would see gaps in steady demand.
+    stableWindowSeconds: r.number(a('stableWindowSeconds'), DEFAULT_AUTOSCALER.stableWindowSeconds, 1, 3600),
     scaleToZeroGracePeriodSeconds: r.number(a('scaleToZeroGracePeriodSeconds'), DEFAULT_AUTOSCALER.scaleToZeroGracePeriodSeconds, 0, 3600),
     coldStartSeconds: r.number(a('coldStartSeconds'), DEFAULT_AUTOSCALER.coldStartSeconds, 0, 600),
     readinessPeriodSeconds: r.integer(a('readinessPeriodSeconds'), DEFAULT_AUTOSCALER.readinessPeriodSeconds, 0, 3600),

@@ -82,7 +82,7 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
   private wss: WebSocketServer | undefined;
   private ticker: Timer | undefined;
   private closed = false;
-  /** Frames that were not WireStatMessages. */
+  /** Frames received, stats decoded from them, frames dropped for not being WireStatMessages. */
   readonly counts = { frames: 0, stats: 0, badFrames: 0 };
 
   constructor(private readonly opts: EmulatedAutoscalerOptions) {
@@ -108,6 +108,11 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
     this.ticker = every(this.clock, TICK_MS, () => this.tick()).unref();
     const a = wss.address() as AddressInfo;
     return { host: listen.host, port: a.port };
+  }
+
+  /** Stat websockets open now (one per proxy). */
+  get connections(): number {
+    return this.wss?.clients.size ?? 0;
   }
 
   status(revision: string): RevisionStatus {
@@ -168,7 +173,8 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
     if (this.closed || r.busy) return;
     const decision = this.decider.decide(key);
     if (decision.kind === 'scale-up') void this.scaleUp(key, r, decision.node);
-    else if (decision.kind === 'scale-down') void this.scaleDown(key, r);
+    // A pod still starting is never idle: requests are waiting for it.
+    else if (decision.kind === 'scale-down' && r.ready) void this.scaleDown(key, r);
   }
 
   /** The requesting nodes first, then the others nearest to the first requesting node, each only with room. */
@@ -229,6 +235,7 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
         this.opts.cluster.model.setReady(pod.name, true);
         this.log(`autoscaler: ${event.pod} ready`);
         this.emit('ready', event);
+        this.armScaleDown(event.revision, r);
       });
     };
     this.arm(r, period, probe);
@@ -240,7 +247,8 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
     if (due === undefined) return;
     this.arm(r, Math.max(0, due - this.clock.now()), () => {
       this.reconcile(key);
-      if (r.pod) this.armScaleDown(key, r);
+      // Demand moved the time on: wait for it. (Held for a pod not ready yet: its readiness re-arms.)
+      if (r.pod && (this.decider.scaleDownDueAt(key) ?? 0) > this.clock.now()) this.armScaleDown(key, r);
     });
   }
 
