@@ -38,7 +38,7 @@ interface Setup {
   readonly cluster: EmulatedCluster;
   readonly autoscaler: EmulatedAutoscaler;
   readonly url: string;
-  readonly events: { kind: string; e: ScaleEvent }[];
+  readonly events: { kind: string; e: ScaleEvent; at: number }[];
   readonly logs: string[];
   reporter(node: string): Promise<AutoscalerReporter>;
 }
@@ -51,8 +51,8 @@ async function setup(t: Test, maxPods3 = 4): Promise<Setup> {
   const logs: string[] = [];
   const autoscaler = new EmulatedAutoscaler({ cluster, settings: f.autoscaler, maxPods: f.maxPods, listen: { host: '127.0.0.1', port: 0 }, clock, log: (l) => logs.push(l) });
   const a = await autoscaler.start();
-  const events: { kind: string; e: ScaleEvent }[] = [];
-  for (const kind of ['scaled-up', 'ready', 'scaled-down'] as const) autoscaler.on(kind, (e) => events.push({ kind, e }));
+  const events: { kind: string; e: ScaleEvent; at: number }[] = [];
+  for (const kind of ['scaled-up', 'ready', 'scaled-down'] as const) autoscaler.on(kind, (e) => events.push({ kind, e, at: clock.now() }));
   const reporters: AutoscalerReporter[] = [];
   t.teardown(async () => {
     await Promise.all(reporters.map((r) => r.close()));
@@ -107,11 +107,14 @@ t.test('no demand for the stable window plus the grace period: back to zero; the
   reporter.coldStart(REV);
   await until('the scale-up', () => s.events.some((x) => x.kind === 'scaled-up'));
   await advance(s, 1100, 50);
-  await until('ready', () => s.events.some((x) => x.kind === 'ready'));
-  await advance(s, 6000, 250);
+  const readyAt = (await until('ready', () => s.events.find((x) => x.kind === 'ready'))).at;
+  // The window counts from readiness: a pod is not idle before it could serve.
+  await advance(s, readyAt + 5900 - s.clock.now(), 250);
+  t.equal(s.autoscaler.status(REV).phase, 'active', 'within the stable window');
+  await advance(s, 100, 50);
   t.equal(s.autoscaler.status(REV).phase, 'inactive', 'a stable window without demand');
   t.equal(s.cluster.pods.length, 1, 'the grace period keeps the pod');
-  await advance(s, 800, 100);
+  await advance(s, readyAt + 7900 - s.clock.now(), 100);
   t.equal(s.cluster.pods.length, 1, 'still there just before the grace period ends');
   await advance(s, 200, 50);
   await until('the scale-down', () => s.events.some((x) => x.kind === 'scaled-down'));

@@ -54,13 +54,16 @@ t.test('demand during the grace period keeps the pod', async (t) => {
   t.same(d.decide(REV), { kind: 'hold' });
 });
 
-t.test('a pod that just started is not removed before a full window, even if the demand was older', async (t) => {
+t.test('a pod is not idle before it is ready: a cold start longer than the window does not remove it under the held requests', async (t) => {
   const clock = new ManualClock();
   const d = new ScaleToZeroDecider(settings, clock);
-  d.demand(REV, 'node3');
-  clock.advance(30_000); // e.g. no node had room for a while
+  d.demand(REV, 'node3'); // the proxy's one immediate stat; the request it holds reports nothing more for a while
   d.scaled(REV, 1);
-  t.same(d.decide(REV), { kind: 'hold' });
+  clock.advance(20_000); // a slow container
+  t.same(d.decide(REV), { kind: 'scale-down' }, 'window and grace passed since the stat…');
+  d.ready(REV);
+  t.same(d.decide(REV), { kind: 'hold' }, '…but they count from readiness');
+  t.equal(d.phase(REV), 'active');
   clock.advance(15_000);
   t.same(d.decide(REV), { kind: 'scale-down' });
 });

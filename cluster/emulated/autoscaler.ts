@@ -80,6 +80,7 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
   private readonly revisions = new Map<string, Scaled>();
   private readonly log: (line: string) => void;
   private wss: WebSocketServer | undefined;
+  private bound: { host: string; port: number } | undefined;
   private ticker: Timer | undefined;
   private closed = false;
   /** Frames received, stats decoded from them, frames dropped for not being WireStatMessages. */
@@ -107,7 +108,14 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
     this.wss = wss;
     this.ticker = every(this.clock, TICK_MS, () => this.tick()).unref();
     const a = wss.address() as AddressInfo;
-    return { host: listen.host, port: a.port };
+    this.bound = { host: listen.host, port: a.port };
+    return this.bound;
+  }
+
+  /** Where the stat websocket listens (after start()). */
+  get address(): { host: string; port: number } {
+    if (!this.bound) throw new Error('the autoscaler has not started');
+    return this.bound;
   }
 
   /** Stat websockets open now (one per proxy). */
@@ -232,6 +240,7 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
           return;
         }
         r.ready = true;
+        this.decider.ready(event.revision);
         this.opts.cluster.model.setReady(pod.name, true);
         this.log(`autoscaler: ${event.pod} ready`);
         this.emit('ready', event);

@@ -71,10 +71,20 @@ export class ScaleToZeroDecider {
     s.since = this.clock.now();
   }
 
+  /**
+   * The pod turned ready. It is not idle before it could serve (Knative's KPA does not scale
+   * an activating revision to zero): the window restarts now, which gives the requests held
+   * during the cold start time to reach it, however long the cold start was.
+   */
+  ready(revision: string): void {
+    const s = this.state(revision);
+    if (s.scale === 1) s.since = this.clock.now();
+  }
+
   phase(revision: string): ScalePhase {
     const s = this.state(revision);
     if (s.scale === 0) return 'zero';
-    return this.clock.now() - s.lastDemandAt >= this.settings.stableWindowMs ? 'inactive' : 'active';
+    return this.clock.now() - Math.max(s.lastDemandAt, s.since) >= this.settings.stableWindowMs ? 'inactive' : 'active';
   }
 
   /** Nodes that reported demand within the stable window, the most recent first. */
