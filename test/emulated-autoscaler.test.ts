@@ -3,7 +3,7 @@
 // readiness probes, stable window, grace period) runs on a manual clock; the sockets are real.
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
-import { parseClusterFile, type ClusterFile } from '../cluster/config.js';
+import { DEMO_CLUSTER_FILE, loadClusterFile, parseClusterFile, type ClusterFile } from '../cluster/config.js';
 import { ClusterModel } from '../cluster/model.js';
 import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/cluster.js';
 import { EmulatedAutoscaler, type ScaleEvent } from '../cluster/emulated/autoscaler.js';
@@ -156,4 +156,24 @@ t.test('a frame that is no WireStatMessages is dropped and the connection keeps 
   ws.send(encodeWireStatMessages([{ namespace: 'default', name: 'sleepy-00001', podName: 'x', averageConcurrentRequests: 1, requestCount: 1 }]), { binary: true });
   const up = await until('the scale-up', () => s.events.find((x) => x.kind === 'scaled-up'));
   t.equal(up.e.node, 'node1', 'the same connection still counts, from node1');
+});
+
+t.test('the cluster file: the autoscaler section and nodes[].maxPods, mistakes named by file, line and field', async (t) => {
+  const demo = loadClusterFile(DEMO_CLUSTER_FILE);
+  t.same(demo.autoscaler.revisions.map((r) => r.revision), ['default/sleepy-00001'], 'the demo scales sleepy');
+  t.same(demo.pods.filter((p) => p.revision === 'default/sleepy-00001'), [], 'from zero');
+  t.equal(demo.maxPods['node3'], 2);
+  const base = [
+    'nodes:',
+    '  - { name: node1, address: 127.0.1.1, maxPods: 1 }',
+    'revisions:',
+    '  - { namespace: default, service: sleepy, name: sleepy-00001 }',
+  ];
+  const bad = (lines: string[], message: RegExp) => t.throws(() => parseClusterFile([...base, ...lines].join('\n'), 'my.yaml'), { name: 'ConfigError', message }, lines.join(' '));
+  bad(['pods:', '  - { revision: default/sleepy-00001, node: node1 }', '  - { revision: default/sleepy-00001, node: node1 }'], /^my\.yaml:7: pods\[1\]\.node: expected a node with room for the pod \(node1 has maxPods 1\)/);
+  bad(['pods:', '  - { revision: default/sleepy-00001, node: node1 }', 'autoscaler:', '  revisions: [{ revision: default/sleepy-00001 }]'], /autoscaler\.revisions\[0\]\.revision: expected a revision at zero/);
+  bad(['autoscaler:', '  revisions: [{ revision: default/nope-00001 }]'], /autoscaler\.revisions\[0\]\.revision/);
+  bad(['autoscaler:', '  stableWindowSeconds: 0.5'], /autoscaler\.stableWindowSeconds: expected a number from 1 to 3600/);
+  bad(['autoscaler:', '  coldStart: 1'], /autoscaler/);
+  bad(['autoscaler:', '  revisions: [{ revision: default/sleepy-00001 }, { revision: default/sleepy-00001 }]'], /autoscaler\.revisions\[1\]\.revision: expected a revision listed once/);
 });
