@@ -57,9 +57,12 @@ const metric = async (stack: EmulatedStack, node: string, name: string): Promise
 t.test('a request at zero is held, the autoscaler hears it, a pod starts on the requesting node and answers it', async (t) => {
   const { stack, events } = await stackWith(t, 100, 4);
   t.same(stack.model.current.endpoints(REV), [], 'sleepy starts at zero');
-  const pending = get(stack.proxyUrl('node3'));
-  await until('the request to be held', async () => (await metric(stack, 'node3', 'chikai_requests_held_at_zero')) === 1);
-  const r = await pending;
+  // Read the gauge the moment the pod is started: the request is held then, whatever the machine's speed.
+  const heldAtScaleUp = new Promise<number | undefined>((resolve) => stack.autoscaler!.once('scaled-up', () => {
+    void stack.proxies.get('node3')!.metrics.heldAtZero.get().then((g) => resolve(g.values.find((v) => v.labels['revision'] === REV)?.value));
+  }));
+  const r = await get(stack.proxyUrl('node3'));
+  t.equal(await heldAtScaleUp, 1, 'the request was held while the pod started');
   t.equal(r.status, 200);
   t.match(r.body, /^Konnichiwa from sleepy-00001-node3-\w+ in node3\n$/, 'answered by a pod that started on node3');
   t.same(events.map((x) => [x.kind, x.e.node]), [['scaled-up', 'node3'], ['ready', 'node3']]);

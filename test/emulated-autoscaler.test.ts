@@ -149,6 +149,7 @@ t.test('a frame that is no WireStatMessages is dropped and the connection keeps 
   ws.send('hello', { binary: false });
   await until('both frames to be seen', () => s.autoscaler.counts.badFrames === 2);
   t.match(s.logs.join('\n'), /dropped a frame from 127\.0\.1\.1 that is no WireStatMessages/);
+  t.equal(s.logs.filter((l) => l.includes('dropped a frame')).length, 1, 'said once per connection');
   ws.send(encodeWireStatMessages([{ namespace: 'default', name: 'other-00001', podName: 'x', averageConcurrentRequests: 3, requestCount: 3 }]), { binary: true });
   ws.send(encodeWireStatMessages([{ namespace: 'default', name: 'sleepy-00001', podName: 'x', averageConcurrentRequests: 0, requestCount: 0 }]), { binary: true });
   await until('the stats', () => s.autoscaler.counts.stats === 2);

@@ -139,6 +139,7 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
     // A connection from an address that is no node's still counts, without a placement hint.
     const node = address === undefined ? undefined : this.opts.cluster.model.current.nodeByAddress(address)?.name;
     ws.on('error', () => undefined);
+    let warned = false;
     ws.on('message', (data, isBinary) => {
       this.counts.frames += 1;
       const frame = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
@@ -149,7 +150,9 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
       } catch (err) {
         // Knative's autoscaler drops a frame it cannot decode and keeps the connection.
         this.counts.badFrames += 1;
-        this.log(`autoscaler: dropped a frame from ${address ?? 'unknown'} that is no WireStatMessages (${err instanceof Error ? err.message : String(err)})`);
+        // Once per connection: a sender stuck on bad frames must not flood the log.
+        if (!warned) this.log(`autoscaler: dropped a frame from ${address ?? 'unknown'} that is no WireStatMessages (${err instanceof Error ? err.message : String(err)}); further bad frames on this connection are dropped silently`);
+        warned = true;
         return;
       }
       for (const stat of stats) {
