@@ -41,7 +41,7 @@ export class ActivatorLikeProxy {
   readonly counts = { probes: 0, probeTimeouts: 0 };
 
   constructor(private readonly opts: ActivatorLikeOptions) {
-    this.agent = new Agent({ connect: { localAddress: opts.localAddress } });
+    this.agent = new Agent({ localAddress: opts.localAddress });
     this.server = http.createServer((req, res) => void this.handle(req, res));
     opts.model.on('change', this.onModel);
   }

@@ -60,7 +60,7 @@ function clusterFile(delayMs: number): ClusterFile {
 
 /** One request from node3 on a new connection: ms to the response headers, or undefined when it failed or took too long. */
 async function coldRequest(url: string): Promise<number | undefined> {
-  const agent = new Agent({ connect: { localAddress: '127.0.1.3' } });
+  const agent = new Agent({ localAddress: '127.0.1.3' });
   const t0 = performance.now();
   try {
     const res = await request(url, { headers: { host: HOST }, dispatcher: agent, signal: AbortSignal.timeout(GIVE_UP_MS) });
