@@ -24,6 +24,10 @@ export interface BenchArgs {
   /** xds: gateway counts and revision counts to sweep. */
   readonly gateways?: number[];
   readonly revisions?: number[];
+  /** xds: which servers to measure (default chikai and go-control-plane). */
+  readonly servers?: ('chikai' | 'go-control-plane')[];
+  /** xds: which parts to run (default both): the fan-out to gateways, the load reports from proxies. */
+  readonly parts?: ('fanout' | 'loadreports')[];
 }
 
 export class UsageError extends Error {}
@@ -31,11 +35,13 @@ export class UsageError extends Error {}
 export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds|emulation|coldstart [--quick] [--out FILE] [--results-dir DIR]
   paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--policies knative,chikai,oracle,...]
   overhead: [--seconds N] [--targets direct,chikai,nginx,http-proxy]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
-  xds:      [--gateways 10,100,1000] [--revisions 10,100,1000]
+  xds:      [--gateways 10,100,1000] [--revisions 10,100,1000] [--servers chikai,go-control-plane] [--parts fanout,loadreports]
+            (CHIKAI_BENCH_CPU_PROF=DIR profiles chikai's xDS server; CHIKAI_BENCH_BASELINE=<another build's
+            dist/bench/xds/server-process.js> adds that build as chikai-baseline)
   emulation: injected RTT against the configured one, emulated pod CPU (real time, printed)
   coldstart: [--latencies 50,70,100]  (netem-style delay per node; RTT twice that) chikai against an activator-like proxy`;
 
-const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--targets', '--gateways', '--revisions'];
+const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--targets', '--gateways', '--revisions', '--servers', '--parts'];
 
 function numbers(flag: string, v: string, min: number): number[] {
   const xs = v.split(',').map((s) => Number(s.trim()));
@@ -66,6 +72,12 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   const str = (k: string) => (typeof a[k] === 'string' ? (a[k] as string) : undefined);
   const seconds = str('seconds') === undefined ? undefined : numbers('--seconds', str('seconds')!, 1)[0];
   if (seconds !== undefined && !Number.isInteger(seconds)) throw new UsageError(`--seconds: expected a whole number of seconds, got ${seconds}`);
+  const servers = str('servers')?.split(',').map((s) => s.trim()).filter(Boolean);
+  const badServer = servers?.find((s) => s !== 'chikai' && s !== 'go-control-plane');
+  if (badServer !== undefined) throw new UsageError(`--servers: expected chikai and/or go-control-plane, got ${JSON.stringify(badServer)}`);
+  const parts = str('parts')?.split(',').map((s) => s.trim()).filter(Boolean);
+  const badPart = parts?.find((s) => s !== 'fanout' && s !== 'loadreports');
+  if (badPart !== undefined) throw new UsageError(`--parts: expected fanout and/or loadreports, got ${JSON.stringify(badPart)}`);
   return {
     scenario: scenario as Scenario,
     quick: a.quick === true,
@@ -78,5 +90,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     targets: str('targets')?.split(',').map((s) => s.trim()).filter(Boolean),
     gateways: str('gateways') === undefined ? undefined : numbers('--gateways', str('gateways')!, 1),
     revisions: str('revisions') === undefined ? undefined : numbers('--revisions', str('revisions')!, 1),
+    servers: servers as BenchArgs['servers'],
+    parts: parts as BenchArgs['parts'],
   };
 }

@@ -7,6 +7,8 @@ import { createPolicy, POLICY_NAMES, UnknownPolicyError } from '../proxy/policy/
 import { NodeProxy } from '../proxy/server.js';
 import { StreamingGarbageCollector } from '../proxy/memory.js';
 import { AutoscalerReporter } from '../proxy/autoscaler.js';
+import { LoadReporter, type ClientTls } from '../proxy/load-reporter.js';
+import { readMutualTls, tlsDirFiles } from '../xds/mtls.js';
 import { SOURCE_FLAGS, hostPortFlag, openModelSource, sourceKind } from './sources.js';
 
 const USAGE = `usage: chikai <command> [flags]
@@ -17,10 +19,19 @@ commands:
             node, the xDS server, the live traffic map (default http://127.0.0.1:18090/)
   proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
             [--admin HOST:PORT] [--policy NAME] [--drain-seconds N] [--autoscaler ws://HOST:PORT]
-            the node proxy (activator replacement) for one node
+            [--load-report-to HOST:PORT[,HOST:PORT]|off] [--load-report-tls-dir DIR]
+            [--load-report-server-name NAME] [--proxies NAMESPACE/SERVICE]
+            the node proxy (activator replacement) for one node; it reports its measured load
+            to every xDS server at those addresses (default: the cluster file's xds.listen),
+            with mutual TLS when DIR holds ca.crt, tls.crt and tls.key
   xds       [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT] [--admin HOST:PORT]
-            [--proxy-port N] [--proxy-admin-port N]
-            the xDS server for the Kourier gateways (ADS on --listen, admin on --admin)
+            [--proxy-port N] [--tls-dir DIR] [--proxies NAMESPACE/SERVICE]
+            the xDS server for the Kourier gateways (ADS and load reports on --listen, admin on
+            --admin); with --tls-dir (ca.crt, tls.crt, tls.key) clients need a certificate of
+            that CA and a gateway gets only the view of the node its certificate's CN names
+  gateway-bootstrap [--xds-tls]
+            the Kubernetes gateway bootstrap (deploy/components/gateway/envoy-bootstrap.yaml),
+            with --xds-tls as the xds-mtls overlay ships it (mutual TLS to chikai-xds)
   inspect   --node NAME [--admin HOST:PORT]
             what the xDS server tells that node's gateway (clusters, weights, priorities)
   status    [--xds-admin HOST:PORT] [--gateway-admin NODE=HOST:PORT | TEMPLATE]... [--format json]
@@ -49,6 +60,9 @@ async function proxyCommand(args: string[]): Promise<void> {
       'drain-seconds': { type: 'string' },
       autoscaler: { type: 'string' },
       'pod-name': { type: 'string' },
+      'load-report-to': { type: 'string' },
+      'load-report-tls-dir': { type: 'string' },
+      'load-report-server-name': { type: 'string', default: 'chikai-xds.chikai-system' },
     },
   });
   const nodeName = values.node ?? process.env['NODE_NAME'];
@@ -62,7 +76,7 @@ async function proxyCommand(args: string[]): Promise<void> {
   const adminFlag = values.admin ? hostPortFlag('admin', values.admin) : undefined;
 
   new StreamingGarbageCollector().start();
-  const source = await openModelSource({ kind, file, namespace: values.namespace, kubeconfig: values.kubeconfig });
+  const source = await openModelSource({ kind, file, namespace: values.namespace, kubeconfig: values.kubeconfig, proxies: values.proxies });
   const node = source.model.current.node(nodeName);
   if (!node) {
     await source.close();
@@ -70,7 +84,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     throw new UsageError(`--node ${nodeName}: no such node in ${kind === 'file' ? file.file : 'the Kubernetes API'} (nodes: ${known})`);
   }
   // In Kubernetes the proxy is a pod: it listens on every address and reaches the other
-  // nodes' proxies on their node address at its own (host) port.
+  // nodes' proxy pods (their addresses from the proxies' EndpointSlices) at its own port.
   const listen = listenFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.port } : { host: '0.0.0.0', port: 8012 });
   const admin = adminFlag ?? (kind === 'file' ? { host: node.address, port: file.proxy.adminPort } : { host: '0.0.0.0', port: 9090 });
   const autoscalerUrl = values.autoscaler ?? process.env['CHIKAI_AUTOSCALER_URL'];
@@ -89,15 +103,36 @@ async function proxyCommand(args: string[]): Promise<void> {
     drainSeconds,
     maxBodyBytes: file.proxy.maxBodyBytes,
     headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
+    maxIdleConnectionsPerClient: file.proxy.maxIdleConnectionsPerClient,
     localAddress: kind === 'file' ? node.address : undefined,
     peerPort: kind === 'file' ? file.proxy.port : listen.port,
     processMetrics: true,
     concurrency: autoscaler,
   });
   await proxy.start();
+  // Its measurements go to every xDS replica (LRS): the cluster file's xDS address, or the
+  // flag's (in Kubernetes a headless Service, one stream per replica).
+  const reportTo = values['load-report-to'] ?? process.env['CHIKAI_LOAD_REPORT_TO'] ?? (kind === 'file' ? `${file.xds.listen.host}:${file.xds.listen.port}` : 'off');
+  let reporter: LoadReporter | undefined;
+  if (reportTo !== 'off') {
+    const servers = reportTo.split(',').map((x) => hostPortFlag('load-report-to', x.trim()));
+    // Mutual TLS to the xDS servers: ca.crt (theirs), tls.crt and tls.key (this node's).
+    const tlsDir = values['load-report-tls-dir'];
+    let tls: ClientTls | undefined;
+    if (tlsDir) {
+      try {
+        tls = { ...readMutualTls(tlsDirFiles(tlsDir)), serverName: values['load-report-server-name'] };
+      } catch (err) {
+        throw new UsageError(`--load-report-tls-dir: ${(err as Error).message}`);
+      }
+    }
+    reporter = new LoadReporter({ node: node.name, model: source.model, load: proxy.load, servers, tls, log: (line) => console.warn(line) });
+    await reporter.start();
+  }
   const a = proxy.address;
   const adm = proxy.adminAddress;
   console.log(`chikai proxy for ${node.name} (${kind} source) listening on ${a.address}:${a.port}${adm ? `, admin on ${adm.address}:${adm.port}` : ''}${autoscaler ? `, reporting to ${autoscalerUrl}` : ''}`);
+  if (reporter) console.log(`chikai proxy for ${node.name}: load reports (LRS) to ${reportTo}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -105,6 +140,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     console.log(`${signal}: draining (${drainSeconds} s), readiness now fails`);
     proxy.drain().then(async () => {
       autoscaler?.close();
+      reporter?.close();
       await source.close();
       console.log('drained, bye');
       process.exit(0);
@@ -141,6 +177,12 @@ async function main(argv: string[]): Promise<void> {
     case 'monitor': {
       const { monitorCommand } = await import('./monitor.js');
       return monitorCommand(rest);
+    }
+    case 'gateway-bootstrap': {
+      const { values } = parseArgs({ args: rest, options: { 'xds-tls': { type: 'boolean', default: false } } });
+      const { gatewayBootstrapYaml } = await import('../gateway/bootstrap.js');
+      process.stdout.write(gatewayBootstrapYaml(values['xds-tls']));
+      return;
     }
     case 'envoy': {
       const { ensureEnvoy } = await import('../gateway/envoy-binary.js');

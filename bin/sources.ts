@@ -14,6 +14,9 @@ export const SOURCE_FLAGS = {
   source: { type: 'string' },
   kubeconfig: { type: 'string' },
   namespace: { type: 'string' },
+  // Kubernetes: the proxies' Service (deploy/base/proxy.yaml), whose EndpointSlices say
+  // which pod address is each node's proxy.
+  proxies: { type: 'string', default: 'knative-serving/chikai-proxy' },
   listen: { type: 'string' },
   admin: { type: 'string' },
 } as const;
@@ -55,6 +58,15 @@ export interface OpenOptions {
   /** Watch one namespace only (Revisions, EndpointSlices, KIngresses). */
   readonly namespace?: string;
   readonly kubeconfig?: string;
+  /** `--proxies NAMESPACE/SERVICE` (Kubernetes). */
+  readonly proxies?: string;
+}
+
+/** `--proxies NAMESPACE/SERVICE`, or an error naming the flag and the form it takes. */
+export function proxiesFlag(v: string): { namespace: string; service: string } {
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/.exec(v);
+  if (!m) throw new SourceError(`--proxies expects NAMESPACE/SERVICE (the proxies' Service), got ${JSON.stringify(v)}`);
+  return { namespace: m[1]!, service: m[3]! };
 }
 
 export async function openModelSource(opts: OpenOptions): Promise<ModelSource> {
@@ -73,6 +85,7 @@ export async function openModelSource(opts: OpenOptions): Promise<ModelSource> {
     kubeConfig,
     readIngresses: opts.readIngresses ?? false,
     namespace: opts.namespace,
+    proxies: proxiesFlag(opts.proxies ?? 'knative-serving/chikai-proxy'),
     domain: opts.file.state.domain,
     externalDomains: opts.file.state.externalDomains,
   });

@@ -10,9 +10,10 @@ import { EmulatedAutoscaler } from '../cluster/emulated/autoscaler.js';
 import { AutoscalerReporter } from '../proxy/autoscaler.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
+import { LoadReporter } from '../proxy/load-reporter.js';
 import type { HostPort, XdsServer } from '../xds/server.js';
 import type { IngressSource } from '../xds/cache.js';
-import { startXdsServerWithLoadReports } from '../xds/load-poller.js';
+import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
 import { ensureEnvoy } from '../gateway/envoy-binary.js';
 import type { MapTargets } from '../map/server.js';
 import { KOURIER_GATEWAY_PORTS, PortInUseError, pickGatewayPorts, startGateways, type GatewayPorts, type GatewaySet } from '../gateway/gateways.js';
@@ -117,7 +118,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
   const model = new ClusterModel(file.state);
   const cluster = await startEmulatedCluster({ model, pods: file.pods, seed: opts.seed, tcpHandshake: opts.tcpHandshake });
   const proxies = new Map<string, NodeProxy>();
-  const reporters: AutoscalerReporter[] = [];
+  const statReporters: AutoscalerReporter[] = [];
   let autoscaler: EmulatedAutoscaler | undefined;
   // Every proxy listens on its node's hidden address and is reached through the emulated
   // network on the node address, so proxy-to-proxy traffic (RTT probes, failover) pays the
@@ -135,7 +136,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       // Each proxy reports from its node's address: that is how the autoscaler knows where demand is.
       const reporter = autoscalerUrl ? new AutoscalerReporter({ url: autoscalerUrl, podName: `chikai-proxy-${node.name}`, localAddress: node.address }) : undefined;
       if (reporter) {
-        reporters.push(reporter);
+        statReporters.push(reporter);
         reporter.start();
       }
       const proxy = new NodeProxy({
@@ -149,6 +150,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
         drainSeconds: opts.drainSeconds ?? file.proxy.drainSeconds,
         maxBodyBytes: file.proxy.maxBodyBytes,
         headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
+        maxIdleConnectionsPerClient: file.proxy.maxIdleConnectionsPerClient,
         localAddress: node.address,
         concurrency: reporter,
       });
@@ -160,14 +162,14 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     for (const p of proxies.values()) p.setPeerPort(proxyPort);
   } catch (err) {
     await Promise.all([...proxies.values()].map((p) => p.close()));
-    await Promise.all(reporters.map((r) => r.close()));
+    await Promise.all(statReporters.map((r) => r.close()));
     await autoscaler?.close();
     await cluster.close();
     throw err;
   }
   const closeProxiesAndCluster = async () => {
     await Promise.all([...proxies.values()].map((p) => p.close()));
-    await Promise.all(reporters.map((r) => r.close()));
+    await Promise.all(statReporters.map((r) => r.close()));
     await autoscaler?.close();
     await cluster.close();
   };
@@ -178,7 +180,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
   const startXds = async (): Promise<XdsServer> => {
     if (!xdsListen) throw new Error('this stack runs no xDS server');
     const ports = gatewayPorts;
-    // The xDS server reads the proxies' measurements over HTTP, as it does in Kubernetes.
+    // The proxies and the gateways report their load to it over LRS, as in Kubernetes.
     const server = await startXdsServerWithLoadReports({
       model,
       listen: xdsListen,
@@ -186,10 +188,6 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       proxyPort,
       log: xdsSettings?.log,
       ingresses: xdsSettings?.ingresses,
-      adminUrl: (node) => {
-        const a = proxies.get(node)?.adminAddress;
-        return a ? `http://${a.address}:${a.port}` : undefined;
-      },
       // Every gateway binds its own node's address: the emulated nodes share this host.
       ...(ports ? { gatewayPorts: { external: ports.external, internal: ports.internal, probe: ports.probe }, gatewayListenerAddress: (node: string | undefined) => (node && model.current.node(node)?.address) || '0.0.0.0' } : {}),
     });
@@ -200,6 +198,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
   };
   let xds: XdsServer | undefined;
   let gateways: GatewaySet | undefined;
+  const reporters: LoadReporter[] = [];
   try {
     if (opts.gateways) {
       const log = opts.gateways.log;
@@ -223,7 +222,20 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     } else if (xdsSettings) {
       xds = await startXds();
     }
+    if (xds) {
+      // Every proxy reports what it measures to the xDS server; a restarted server comes
+      // back on the same port, where they reconnect.
+      const server = { host: xds.address.host === '0.0.0.0' ? '127.0.0.1' : xds.address.host, port: xds.address.port };
+      for (const [node, proxy] of proxies) {
+        const r = new LoadReporter({ node, model, load: proxy.load, servers: [server], log: xdsSettings?.log });
+        reporters.push(r);
+        await r.start();
+      }
+    }
   } catch (err) {
+    for (const r of reporters) r.close();
+    await gateways?.close();
+    await xds?.close();
     await closeProxiesAndCluster();
     throw err;
   }
@@ -265,6 +277,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       return xds;
     },
     async close(): Promise<void> {
+      for (const r of reporters) r.close();
       await gateways?.close();
       await xds?.close();
       await closeProxiesAndCluster();

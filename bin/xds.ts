@@ -1,9 +1,10 @@
 // `chikai xds`: the xDS server for the Kourier gateways on its own, as deploy/ runs it. It
-// takes the model from the cluster file or the Kubernetes API and the measured load from
-// every node proxy's `/load` report (admin port on the node's address).
+// takes the model from the cluster file or the Kubernetes API and the measured load from the
+// node proxies, which report it over LRS on the same port as ADS.
 import { parseArgs } from 'node:util';
 import { loadClusterFile } from '../cluster/config.js';
-import { startXdsServerWithLoadReports } from '../xds/load-poller.js';
+import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
+import { readMutualTls, tlsDirFiles, type MutualTls } from '../xds/mtls.js';
 import { SOURCE_FLAGS, SourceError, hostPortFlag, openModelSource, sourceKind } from './sources.js';
 
 function port(flag: string, v: string | undefined, fallback: number): number {
@@ -19,7 +20,7 @@ export async function xdsCommand(args: string[]): Promise<void> {
     options: {
       ...SOURCE_FLAGS,
       'proxy-port': { type: 'string' },
-      'proxy-admin-port': { type: 'string' },
+      'tls-dir': { type: 'string' },
     },
   });
   const kind = sourceKind(values.source);
@@ -27,11 +28,17 @@ export async function xdsCommand(args: string[]): Promise<void> {
   const inCluster = kind === 'kubernetes';
   const listen = values.listen ? hostPortFlag('listen', values.listen) : inCluster ? { host: '0.0.0.0', port: 18000 } : file.xds.listen;
   const admin = values.admin ? hostPortFlag('admin', values.admin) : inCluster ? { host: '0.0.0.0', port: 18080 } : file.xds.admin;
-  // The node proxies: where a revision with no ready pod is sent, and where load reports are read.
+  // The node proxies: where a revision with no ready pod is sent.
   const proxyPort = port('proxy-port', values['proxy-port'], inCluster ? 8012 : file.proxy.port);
-  const proxyAdminPort = port('proxy-admin-port', values['proxy-admin-port'], inCluster ? 9090 : file.proxy.adminPort);
 
-  const source = await openModelSource({ kind, file, readIngresses: inCluster, namespace: values.namespace, kubeconfig: values.kubeconfig });
+  // Mutual TLS on the ADS port: ca.crt (the clients' CA), tls.crt and tls.key (this server's).
+  let tls: MutualTls | undefined;
+  try {
+    tls = values['tls-dir'] ? readMutualTls(tlsDirFiles(values['tls-dir'])) : undefined;
+  } catch (err) {
+    throw new SourceError(`--tls-dir: ${(err as Error).message}`);
+  }
+  const source = await openModelSource({ kind, file, readIngresses: inCluster, namespace: values.namespace, kubeconfig: values.kubeconfig, proxies: values.proxies });
   const log = (line: string) => console.warn(line);
   const server = await startXdsServerWithLoadReports({
     model: source.model,
@@ -41,15 +48,12 @@ export async function xdsCommand(args: string[]): Promise<void> {
     ingresses: source.ingresses,
     notReady: () => source.notReady(),
     log,
-    adminUrl: (node) => {
-      const n = source.model.current.node(node);
-      return n ? `http://${n.address.includes(':') ? `[${n.address}]` : n.address}:${proxyAdminPort}` : undefined;
-    },
+    tls,
   }).catch(async (err: unknown) => {
     await source.close();
     throw err;
   });
-  console.log(`chikai xDS server (${kind} source): ADS on ${listen.host}:${server.address.port}, admin on ${admin.host}:${server.adminAddress?.port}`);
+  console.log(`chikai xDS server (${kind} source): ADS${tls ? ' (mutual TLS)' : ''} on ${listen.host}:${server.address.port}, admin on ${admin.host}:${server.adminAddress?.port}`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -34,6 +34,12 @@ export interface ProxySettings {
   readonly maxBodyBytes: number;
   /** Time a client has to send its complete request headers (slowloris bound). */
   readonly headersTimeoutSeconds: number;
+  /**
+   * Idle connections one client address may hold on the traffic port (0 = no cap). The
+   * default 2048 is above what a gateway (Envoy: 1024 connections per upstream cluster)
+   * holds idle to its node's proxy, and bounds one client to ~70 MB of proxy memory.
+   */
+  readonly maxIdleConnectionsPerClient: number;
 }
 
 export interface XdsSettings {
@@ -79,7 +85,7 @@ export interface ClusterFile {
   readonly queue: QueueConfig;
 }
 
-export const DEFAULT_PROXY: ProxySettings = { port: 8012, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15 };
+export const DEFAULT_PROXY: ProxySettings = { port: 8012, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15, maxIdleConnectionsPerClient: 2048 };
 export const DEFAULT_XDS: XdsSettings = { listen: { host: '127.0.0.1', port: 18000 }, admin: { host: '127.0.0.1', port: 18080 } };
 /** Knative's defaults (config-autoscaler), a 1 s cold start, nothing scaled. */
 export const DEFAULT_AUTOSCALER: AutoscalerSettings = {
@@ -206,6 +212,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     drainSeconds: r.number(['proxy', 'drainSeconds'], DEFAULT_PROXY.drainSeconds, 0, 3600),
     maxBodyBytes: r.number(['proxy', 'maxBodyBytes'], DEFAULT_PROXY.maxBodyBytes, 0, Number.MAX_SAFE_INTEGER, true),
     headersTimeoutSeconds: r.number(['proxy', 'headersTimeoutSeconds'], DEFAULT_PROXY.headersTimeoutSeconds, 1, 600),
+    maxIdleConnectionsPerClient: r.number(['proxy', 'maxIdleConnectionsPerClient'], DEFAULT_PROXY.maxIdleConnectionsPerClient, 0, 1_000_000, true),
   };
 
   const hostPort = (path: ConfigPath, dflt: { host: string; port: number }): { host: string; port: number } => {

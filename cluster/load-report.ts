@@ -1,9 +1,11 @@
-// Load reports: how the xDS server learns what the node proxies measure. Each proxy serves
-// its LoadView as JSON on its admin port (`GET /load`); the xDS server polls every node's
-// proxy and merges the reports into one LoadView for the cost model. The RTT from node A to
-// node B is what A's proxy measured; a pod's in-flight count is the largest any proxy saw
-// (each proxy's count already adds the pod's ORCA report of everybody else's).
-import type { LoadView } from './load.js';
+// Load reports: how the xDS server learns what the node proxies measure. Each proxy pushes
+// what changed in its LoadView to every xDS replica (proxy/load-reporter.ts, over Envoy's
+// Load Reporting Service, xds/lrs.ts); each replica merges the reports into one LoadView for
+// the cost model (ReportedLoad). The RTT from node A to node B is what A's proxy measured; a
+// pod's in-flight count is the largest any proxy saw (each proxy's count already adds the
+// pod's ORCA report of everybody else's). The proxy also serves its report as JSON on its
+// admin port (`GET /load`), for inspection.
+import type { LoadChange, LoadView } from './load.js';
 import type { ClusterSnapshot } from './model.js';
 
 export interface PeerReport {
@@ -27,141 +29,195 @@ export interface LoadReport {
   readonly pods: Readonly<Record<string, PodReport>>;
 }
 
+// readPeer and readPod build plain literals, not spreads: a reporter reads thousands of
+// these every interval, and a spread costs ten times as much.
+
+/** What `from`'s proxy knows of its link to `to`. */
+export function readPeer(view: LoadView, from: string, to: string): PeerReport {
+  const rttMs = view.rttMs(from, to);
+  const reachable = view.reachable(from, to);
+  return rttMs === undefined ? { reachable } : { rttMs, reachable };
+}
+
+/** What a proxy knows of one pod's load. */
+export function readPod(view: LoadView, pod: string): PodReport {
+  const inFlight = view.inFlight(pod);
+  const serviceTimeMs = view.serviceTimeMs(pod);
+  const capacity = view.capacity(pod);
+  if (serviceTimeMs === undefined) return capacity === undefined ? { inFlight } : { inFlight, capacity };
+  return capacity === undefined ? { inFlight, serviceTimeMs } : { inFlight, serviceTimeMs, capacity };
+}
+
 /** The report a node's proxy serves: its view of every other node and of every pod it knows. */
 export function loadReportOf(node: string, view: LoadView, snap: ClusterSnapshot, now = Date.now()): LoadReport {
   const peers: Record<string, PeerReport> = {};
-  for (const n of snap.nodes) {
-    if (n.name === node) continue;
-    const rttMs = view.rttMs(node, n.name);
-    peers[n.name] = { ...(rttMs === undefined ? {} : { rttMs }), reachable: view.reachable(node, n.name) };
-  }
+  for (const n of snap.nodes) if (n.name !== node) peers[n.name] = readPeer(view, node, n.name);
   const pods: Record<string, PodReport> = {};
-  for (const e of snap.state.endpoints) {
-    const serviceTimeMs = view.serviceTimeMs(e.pod);
-    const capacity = view.capacity(e.pod);
-    pods[e.pod] = {
-      inFlight: view.inFlight(e.pod),
-      ...(serviceTimeMs === undefined ? {} : { serviceTimeMs }),
-      ...(capacity === undefined ? {} : { capacity }),
-    };
-  }
+  for (const e of snap.state.endpoints) pods[e.pod] = readPod(view, e.pod);
   return { node, at: now, peers, pods };
 }
 
-function finiteOrUndefined(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+/** What a reporter says changed since its last report: new values for some peers and pods. */
+export interface LoadDelta {
+  readonly peers: ReadonlyMap<string, PeerReport>;
+  readonly pods: ReadonlyMap<string, PodReport>;
+}
+
+/** A pod's report that says nothing: no requests, nothing measured. Reporters leave these out. */
+export function isIdlePod(p: PodReport): boolean {
+  return p.inFlight === 0 && p.serviceTimeMs === undefined && p.capacity === undefined;
+}
+
+function near(a: number | undefined, b: number | undefined, absolute: number, relative: number): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return Math.abs(a - b) <= Math.max(absolute, relative * Math.abs(b));
 }
 
 /**
- * Reads a report received over the network; throws an error naming the first field that is
- * not what a proxy writes.
+ * Whether a reporter need not send `now` to a server that has `then`. Measured times move a
+ * little all the time; moves within 0.1 ms or 2 % are not worth a report (the xDS server
+ * pushes weights only when they move by several points anyway).
  */
-export function parseLoadReport(raw: unknown, from: string): LoadReport {
-  const fail = (field: string, expected: string): never => {
-    throw new Error(`load report from ${from}: field ${field} should be ${expected}`);
-  };
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail('(top level)', 'a JSON object');
-  const r = raw as Record<string, unknown>;
-  if (typeof r['node'] !== 'string' || r['node'] === '') fail('node', 'the node name');
-  if (finiteOrUndefined(r['at']) === undefined) fail('at', 'a time in ms since the epoch');
-  const peersRaw = r['peers'];
-  const podsRaw = r['pods'];
-  if (!peersRaw || typeof peersRaw !== 'object') fail('peers', 'an object keyed by node name');
-  if (!podsRaw || typeof podsRaw !== 'object') fail('pods', 'an object keyed by pod name');
-  const peers: Record<string, PeerReport> = {};
-  for (const [name, p] of Object.entries(peersRaw as Record<string, Record<string, unknown>>)) {
-    if (!p || typeof p !== 'object' || typeof p['reachable'] !== 'boolean') fail(`peers.${name}.reachable`, 'true or false');
-    const rttMs = finiteOrUndefined(p['rttMs']);
-    peers[name] = { ...(rttMs === undefined ? {} : { rttMs }), reachable: p['reachable'] as boolean };
-  }
-  const pods: Record<string, PodReport> = {};
-  for (const [name, p] of Object.entries(podsRaw as Record<string, Record<string, unknown>>)) {
-    const inFlight = finiteOrUndefined(p?.['inFlight']);
-    if (inFlight === undefined) fail(`pods.${name}.inFlight`, 'a number ≥ 0');
-    const serviceTimeMs = finiteOrUndefined(p['serviceTimeMs']);
-    const capacity = finiteOrUndefined(p['capacity']);
-    pods[name] = {
-      inFlight: inFlight as number,
-      ...(serviceTimeMs === undefined ? {} : { serviceTimeMs }),
-      ...(capacity === undefined ? {} : { capacity }),
-    };
-  }
-  return { node: r['node'] as string, at: r['at'] as number, peers, pods };
+export function samePeer(then: PeerReport | undefined, now: PeerReport): boolean {
+  if (!then) return now.reachable && now.rttMs === undefined;
+  return then.reachable === now.reachable && near(then.rttMs, now.rttMs, 0.1, 0.02);
+}
+
+export function samePod(then: PodReport | undefined, now: PodReport): boolean {
+  if (!then) return isIdlePod(now);
+  return then.inFlight === now.inFlight && then.capacity === now.capacity && near(then.serviceTimeMs, now.serviceTimeMs, 0.05, 0.02);
 }
 
 /**
- * One LoadView over the latest report of every node. A report older than `maxAgeMs` no
- * longer counts: its node's RTTs fall back to `fallback` (the configured latencies), and a
- * node whose proxy stopped reporting is not declared unreachable by that alone — its
- * gateway and pods may still work; the proxies' own probes decide reachability.
+ * One LoadView over what every reporting proxy last said. A reporter's values hold until it
+ * sends new ones or is forgotten (its report stream ended or went quiet): then its node's
+ * RTTs fall back to `fallback` (the configured latencies), and a node whose proxy stopped
+ * reporting is not declared unreachable by that alone — its gateway and pods may still
+ * work; the proxies' own probes decide reachability. Listeners hear what moved, once per
+ * tick however many reports arrived.
  */
-export class ReportedLoadView implements LoadView {
-  private readonly reports = new Map<string, LoadReport>();
+export class ReportedLoad implements LoadView {
+  private readonly peersByReporter = new Map<string, Map<string, PeerReport>>();
+  /** Per pod, each reporter's latest non-idle report. */
+  private readonly podsByName = new Map<string, Map<string, PodReport>>();
+  /** Per reporter, the pods it has a non-idle report for. */
+  private readonly podsOf = new Map<string, Set<string>>();
+  private readonly listeners = new Set<(change: LoadChange) => void>();
+  private pending: { pods: Set<string>; fromNodes: Set<string> } | undefined;
 
-  constructor(
-    private readonly fallback: LoadView,
-    private readonly maxAgeMs = 5000,
-    private readonly now: () => number = Date.now,
-  ) {}
+  constructor(private readonly fallback: LoadView) {}
 
-  update(report: LoadReport): void {
-    this.reports.set(report.node, report);
+  /** Reporters with something on record. */
+  reporters(): string[] {
+    return [...new Set([...this.peersByReporter.keys(), ...this.podsOf.keys()])];
   }
 
-  forget(node: string): void {
-    this.reports.delete(node);
+  /** Replaces everything `reporter` said about pods with `pods` (a reporter whose every report is complete). */
+  replace(reporter: string, pods: ReadonlyMap<string, PodReport>): void {
+    const gone = new Map<string, PodReport>();
+    for (const pod of this.podsOf.get(reporter) ?? []) if (!pods.has(pod)) gone.set(pod, { inFlight: 0 });
+    this.apply(reporter, { peers: new Map(), pods: new Map([...gone, ...pods]) });
   }
 
-  /** Nodes with a report fresh enough to count. */
-  freshNodes(): string[] {
-    return [...this.reports.values()].filter((r) => this.fresh(r)).map((r) => r.node);
+  /** Applies what `reporter` says changed. */
+  apply(reporter: string, delta: LoadDelta): void {
+    if (delta.peers.size > 0) {
+      let peers = this.peersByReporter.get(reporter);
+      if (!peers) this.peersByReporter.set(reporter, (peers = new Map()));
+      for (const [peer, r] of delta.peers) peers.set(peer, r);
+      this.moved().fromNodes.add(reporter);
+    }
+    for (const [pod, r] of delta.pods) {
+      let byReporter = this.podsByName.get(pod);
+      if (isIdlePod(r)) {
+        if (!byReporter?.delete(reporter)) continue;
+        if (byReporter.size === 0) this.podsByName.delete(pod);
+        this.unindex(reporter, pod);
+      } else {
+        if (!byReporter) this.podsByName.set(pod, (byReporter = new Map()));
+        byReporter.set(reporter, r);
+        let mine = this.podsOf.get(reporter);
+        if (!mine) this.podsOf.set(reporter, (mine = new Set()));
+        mine.add(pod);
+      }
+      this.moved().pods.add(pod);
+    }
   }
 
-  private fresh(r: LoadReport | undefined): r is LoadReport {
-    return r !== undefined && this.now() - r.at <= this.maxAgeMs;
+  /** Drops everything `reporter` said (its stream ended). */
+  forget(reporter: string): void {
+    if (this.peersByReporter.delete(reporter)) this.moved().fromNodes.add(reporter);
+    for (const pod of this.podsOf.get(reporter) ?? []) {
+      const byReporter = this.podsByName.get(pod);
+      byReporter?.delete(reporter);
+      if (byReporter?.size === 0) this.podsByName.delete(pod);
+      this.moved().pods.add(pod);
+    }
+    this.podsOf.delete(reporter);
   }
 
-  private *freshReports(): Iterable<LoadReport> {
-    for (const r of this.reports.values()) if (this.fresh(r)) yield r;
+  private unindex(reporter: string, pod: string): void {
+    const mine = this.podsOf.get(reporter);
+    mine?.delete(pod);
+    if (mine?.size === 0) this.podsOf.delete(reporter);
+  }
+
+  /** Drops what anyone said about pods that `keep` rejects (they left the cluster model). */
+  prune(keep: (pod: string) => boolean): void {
+    for (const [pod, byReporter] of [...this.podsByName]) {
+      if (keep(pod)) continue;
+      this.podsByName.delete(pod);
+      for (const reporter of byReporter.keys()) this.unindex(reporter, pod);
+      this.moved().pods.add(pod);
+    }
+  }
+
+  onChange(listener: (change: LoadChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private moved(): { pods: Set<string>; fromNodes: Set<string> } {
+    if (!this.pending) {
+      this.pending = { pods: new Set(), fromNodes: new Set() };
+      setImmediate(() => {
+        const change = this.pending!;
+        this.pending = undefined;
+        for (const l of this.listeners) l(change);
+      });
+    }
+    return this.pending;
   }
 
   rttMs(from: string, to: string): number | undefined {
     if (from === to) return 0;
-    const r = this.reports.get(from);
-    return (this.fresh(r) ? r.peers[to]?.rttMs : undefined) ?? this.fallback.rttMs(from, to);
+    return this.peersByReporter.get(from)?.get(to)?.rttMs ?? this.fallback.rttMs(from, to);
   }
 
   reachable(from: string, to: string): boolean {
     if (from === to) return true;
-    const r = this.reports.get(from);
-    if (this.fresh(r) && r.peers[to]) return r.peers[to].reachable;
-    return this.fallback.reachable(from, to);
+    return this.peersByReporter.get(from)?.get(to)?.reachable ?? this.fallback.reachable(from, to);
   }
 
   inFlight(pod: string): number {
-    let most = 0;
-    for (const r of this.freshReports()) most = Math.max(most, r.pods[pod]?.inFlight ?? 0);
-    return Math.max(most, this.fallback.inFlight(pod));
+    let most = this.fallback.inFlight(pod);
+    for (const r of this.podsByName.get(pod)?.values() ?? []) most = Math.max(most, r.inFlight);
+    return most;
   }
 
   serviceTimeMs(pod: string): number | undefined {
     let sum = 0;
     let n = 0;
-    for (const r of this.freshReports()) {
-      const s = r.pods[pod]?.serviceTimeMs;
-      if (s !== undefined) {
-        sum += s;
-        n += 1;
-      }
+    for (const r of this.podsByName.get(pod)?.values() ?? []) {
+      if (r.serviceTimeMs === undefined) continue;
+      sum += r.serviceTimeMs;
+      n += 1;
     }
     return n > 0 ? sum / n : this.fallback.serviceTimeMs(pod);
   }
 
   capacity(pod: string): number | undefined {
-    for (const r of this.freshReports()) {
-      const c = r.pods[pod]?.capacity;
-      if (c !== undefined) return c;
-    }
+    for (const r of this.podsByName.get(pod)?.values() ?? []) if (r.capacity !== undefined) return r.capacity;
     return this.fallback.capacity(pod);
   }
 }

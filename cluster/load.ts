@@ -9,6 +9,14 @@ import type { PodCostInput } from './cost.js';
 /** Service time assumed for a pod before anything was observed (the paper's 3–5 ms function). */
 export const DEFAULT_SERVICE_TIME_MS = 4;
 
+/** What moved in a LoadView, so a reader can redo only what depends on it. */
+export interface LoadChange {
+  /** Pods whose in-flight count, service time or capacity moved. */
+  readonly pods: ReadonlySet<string>;
+  /** Nodes whose measured RTTs or reachability to other nodes moved. */
+  readonly fromNodes: ReadonlySet<string>;
+}
+
 export interface LoadView {
   /** Measured round trip between two nodes in ms, or undefined while unmeasured. */
   rttMs(from: string, to: string): number | undefined;
@@ -20,6 +28,11 @@ export interface LoadView {
   serviceTimeMs(pod: string): number | undefined;
   /** Requests the pod serves in parallel, when known from the pod itself. */
   capacity(pod: string): number | undefined;
+  /**
+   * Tells `listener` what moved, each time something does; returns the unsubscriber. A view
+   * without it may change at any time and readers re-read it periodically.
+   */
+  onChange?(listener: (change: LoadChange) => void): () => void;
 }
 
 /** A view with no measurements: configured latencies, idle pods, default service time. */
@@ -30,6 +43,8 @@ export function configuredLoadView(snapshot: () => ClusterSnapshot): LoadView {
     inFlight: () => 0,
     serviceTimeMs: () => undefined,
     capacity: () => undefined,
+    // Nothing here is measured: the configured latencies change only with the model.
+    onChange: () => () => undefined,
   };
 }
 

@@ -10,7 +10,7 @@ export interface NodeInfo {
   readonly name: string;
   readonly region: string;
   readonly zone: string;
-  /** Address the node's chikai proxy listens on (emulated: 127.0.1.N). */
+  /** Address the node's chikai proxy listens on (emulated: 127.0.1.N; Kubernetes: the proxy pod's IP, the node's InternalIP until that pod is known). */
   readonly address: string;
 }
 

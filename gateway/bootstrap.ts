@@ -6,7 +6,7 @@
 // node's address and pay its latency, as the proxies' hops do).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import type { NodeInfo } from '../cluster/model.js';
 import type { JsonObject } from '../xds/protojson.js';
 
@@ -26,7 +26,28 @@ export interface BootstrapOptions {
   readonly statsPort: number;
   /** Template text (default: the deploy/ file). */
   readonly template?: string;
+  /** Mutual TLS to the xDS server (the xds-mtls overlay's setting); plaintext when absent. */
+  readonly xdsTls?: XdsTlsFiles;
 }
+
+/** Where a gateway finds its mutual TLS material for the xDS server (PEM files). */
+export interface XdsTlsFiles {
+  /** The CA that signed the xDS server's certificate. */
+  readonly ca: string;
+  /** This gateway's certificate (subject CN = its node's name) and key. */
+  readonly cert: string;
+  readonly key: string;
+  /** The name the xDS server's certificate carries (a DNS subjectAltName), checked by the gateway. */
+  readonly serverName: string;
+}
+
+/** Where the xds-mtls overlay mounts the gateway's Secret, and the xDS Service's name its certificate carries. */
+export const KUBERNETES_XDS_TLS: XdsTlsFiles = {
+  ca: '/etc/chikai-xds-tls/ca.crt',
+  cert: '/etc/chikai-xds-tls/tls.crt',
+  key: '/etc/chikai-xds-tls/tls.key',
+  serverName: 'chikai-xds.chikai-system',
+};
 
 export class BootstrapTemplateError extends Error {
   override name = 'BootstrapTemplateError';
@@ -57,9 +78,52 @@ function clusterAddress(cluster: Obj, what: string): Obj {
   return obj(obj(obj(lb?.['endpoint'], `${what} endpoint`)['address'], `${what} endpoint address`)['socket_address'], `${what} socket_address`);
 }
 
+function readTemplate(template: string | undefined): Obj {
+  return obj(parse(template ?? readFileSync(BOOTSTRAP_TEMPLATE, 'utf8')), '(top level)');
+}
+
+/**
+ * Puts mutual TLS on the xDS cluster of a parsed bootstrap: the gateway presents its
+ * certificate and accepts only an xDS server certificate of the CA naming `serverName`.
+ * ADS and the load reports both use that cluster.
+ */
+function addXdsTls(doc: Obj, files: XdsTlsFiles): void {
+  const clusters = list(obj(doc['static_resources'], 'static_resources')['clusters'], 'static_resources.clusters');
+  named(clusters, XDS_CLUSTER, 'static_resources.clusters')['transport_socket'] = {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+      sni: files.serverName,
+      common_tls_context: {
+        alpn_protocols: ['h2'],
+        tls_certificates: [{ certificate_chain: { filename: files.cert }, private_key: { filename: files.key } }],
+        validation_context: {
+          trusted_ca: { filename: files.ca },
+          match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: files.serverName } }],
+        },
+      },
+    },
+  };
+}
+
+/**
+ * The Kubernetes bootstrap as YAML: the template as it is, or (xdsTls) plus mutual TLS to
+ * chikai-xds with the files the xds-mtls overlay mounts. That overlay ships the latter,
+ * generated, so the template stays the one place the bootstrap is written.
+ */
+export function gatewayBootstrapYaml(xdsTls: boolean, template?: string): string {
+  const doc = readTemplate(template);
+  if (!xdsTls) return stringify(doc);
+  addXdsTls(doc, KUBERNETES_XDS_TLS);
+  return `# Generated from ../gateway/envoy-bootstrap.yaml by \`chikai gateway-bootstrap --xds-tls\`:
+# edit the template and regenerate, not this file. See that file for what each part does.
+${stringify(doc)}`;
+}
+
 /** The bootstrap for `node`'s gateway, as Envoy JSON (write it to a file, or pass it to -c). */
 export function renderBootstrap(opts: BootstrapOptions): JsonObject {
-  const doc = obj(parse(opts.template ?? readFileSync(BOOTSTRAP_TEMPLATE, 'utf8')), '(top level)');
+  const doc = readTemplate(opts.template);
+  if (opts.xdsTls) addXdsTls(doc, opts.xdsTls);
   const { node } = opts;
   // What the DaemonSet sets with --config-yaml from the downward API.
   doc['node'] = { ...obj(doc['node'], 'node'), id: node.name, locality: { region: node.region, zone: node.zone, sub_zone: node.name } };

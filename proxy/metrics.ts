@@ -12,6 +12,7 @@ export class ProxyMetrics {
   readonly coldStart: Histogram<'revision'>;
   readonly queueWait: Histogram<'revision' | 'outcome'>;
   readonly retries: Counter<'revision' | 'reason'>;
+  readonly refusedConnections: Counter<'reason'>;
   /** monlat's name, so existing dashboards work: milliseconds. */
   readonly latencyBetweenNodes: Gauge<'from' | 'to'>;
   readonly nodeRtt: Gauge<'from' | 'to'>;
@@ -78,6 +79,12 @@ export class ProxyMetrics {
       name: 'chikai_retries_total',
       help: 'Requests sent again to another pod after a connection failure before any response byte',
       labelNames: ['revision', 'reason'],
+      registers: [this.registry],
+    });
+    this.refusedConnections = new Counter({
+      name: 'chikai_connections_refused_total',
+      help: 'Client connections refused on the traffic port (idle_per_client: the client already held its cap of idle connections)',
+      labelNames: ['reason'],
       registers: [this.registry],
     });
     this.latencyBetweenNodes = new Gauge({

@@ -7,9 +7,11 @@ import type { Duplex } from 'node:stream';
 import { systemClock, type Clock, type Timer } from '../cluster/clock.js';
 import type { LoadView } from '../cluster/load.js';
 import { loadReportOf } from '../cluster/load-report.js';
+import { DEFAULT_PROXY } from '../cluster/config.js';
 import type { ClusterModel } from '../cluster/model.js';
 import type { QueueConfig, QueueEntry } from '../queue/index.js';
 import { requestChain } from './chain.js';
+import { ClientConnectionLimit } from './client-connections.js';
 import { EndpointTable } from './endpoints.js';
 import type { Exchange, Handler } from './exchange.js';
 import { Http1Exchange, sendAnswer } from './http1.js';
@@ -47,6 +49,8 @@ export interface NodeProxyOptions {
   readonly maxBodyBytes?: number;
   /** Time a client has to send its complete request headers (default 15 s). */
   readonly headersTimeoutMs?: number;
+  /** Idle connections one client address may hold; its next one gets 503 (default 2048, 0 = no cap). */
+  readonly maxIdleConnectionsPerClient?: number;
   /** Source address for connections to pods (the node's own address). */
   readonly localAddress?: string;
   /** Also export Node.js process metrics (one proxy per process). */
@@ -134,6 +138,7 @@ export class NodeProxy {
       connectionsCheckingInterval: 1000,
       keepAliveTimeout: 65_000,
     }, (req, res) => void this.chain(new Http1Exchange(req, res, now(), maxBody, now)));
+    new ClientConnectionLimit(opts.maxIdleConnectionsPerClient ?? DEFAULT_PROXY.maxIdleConnectionsPerClient, () => this.metrics.refusedConnections.inc({ reason: 'idle_per_client' })).attach(this.server);
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       void this.chain(new UpgradeExchange(req, socket, head, now(), opts.localAddress, now));
     });

@@ -7,9 +7,10 @@ import { envoyProtos } from '../xds/protos.js';
 import { validateMessage } from '../xds/validate.js';
 import { packAny, type JsonObject } from '../xds/protojson.js';
 import { GATEWAY_ADMIN_CLUSTER, GATEWAY_STATUS_HOST } from '../xds/resources.js';
+import { gatewayBootstrapYaml } from '../gateway/bootstrap.js';
 
 const BOOTSTRAP_TYPE = 'type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap';
-envoyProtos().load(['envoy/config/bootstrap/v3/bootstrap.proto']);
+envoyProtos().load(['envoy/config/bootstrap/v3/bootstrap.proto', 'envoy/extensions/transport_sockets/tls/v3/tls.proto']);
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -67,7 +68,7 @@ t.before(async () => {
 });
 
 t.test('every overlay renders, each object once', async (t) => {
-  t.same(OVERLAYS, ['activator-only', 'full', 'full-monitoring']);
+  t.same(OVERLAYS, ['activator-only', 'full', 'full-monitoring', 'full-mtls']);
   for (const [overlay, objs] of rendered) {
     const ids = objs.map((o) => `${o['kind']} ${str(o, 'metadata', 'namespace') ?? ''}/${str(o, 'metadata', 'name')}`);
     t.same(ids.filter((id, i) => ids.indexOf(id) !== i), [], `${overlay}: no duplicates`);
@@ -128,7 +129,11 @@ t.test('the proxy DaemonSet: activator port, metrics, probes, drain, downward AP
     t.equal(str(env['POD_NAME'], 'valueFrom', 'fieldRef', 'fieldPath'), 'metadata.name', 'pod name for the autoscaler stats');
     t.match(str(env['CHIKAI_AUTOSCALER_URL'], 'value') ?? '', /^ws:\/\/autoscaler\.knative-serving(\.svc\.cluster\.local)?:8080$/);
     const ports = Object.fromEntries(list(c, 'ports').map((p) => [p['name'], p]));
-    t.same([ports['http']?.['containerPort'], ports['http']?.['hostPort'], ports['metrics']?.['containerPort']], [8012, 8012, 9090]);
+    t.same([ports['http']?.['containerPort'], ports['metrics']?.['containerPort']], [8012, 9090]);
+    const peers = need(objs, 'Service', 'chikai-proxy', 'knative-serving');
+    t.equal(dig(peers, 'spec', 'clusterIP'), 'None', 'headless: its EndpointSlices list every proxy pod with its node');
+    t.ok(selects(map(peers, 'spec', 'selector'), map(ds, 'spec', 'template', 'metadata', 'labels')), 'the proxies\' Service selects the proxies');
+    t.match(args, /--proxies knative-serving\/chikai-proxy|^(?!.*--proxies)/, 'the proxies read that Service (the default --proxies)');
     t.same([str(c, 'readinessProbe', 'httpGet', 'path'), dig(c, 'readinessProbe', 'httpGet', 'port')], ['/readyz', 'metrics']);
     t.equal(str(c, 'livenessProbe', 'httpGet', 'path'), '/healthz');
     t.ok(dig(c, 'lifecycle', 'preStop', 'exec', 'command'), 'preStop before the drain');
@@ -139,7 +144,7 @@ t.test('the proxy DaemonSet: activator port, metrics, probes, drain, downward AP
     t.equal(dig(c, 'securityContext', 'readOnlyRootFilesystem'), true);
     t.equal(dig(c, 'securityContext', 'allowPrivilegeEscalation'), false);
     t.same(dig(c, 'securityContext', 'capabilities', 'drop'), ['ALL']);
-    t.notOk(dig(pod, 'hostNetwork'), 'pod network, only the traffic port on the host');
+    t.notOk(dig(pod, 'hostNetwork'), 'pod network');
     t.ok(selects(map(ds, 'spec', 'selector', 'matchLabels'), map(ds, 'spec', 'template', 'metadata', 'labels')), 'selector matches the template');
   }
 });
@@ -161,6 +166,23 @@ t.test('the xDS server: Deployment and Service on 18000, with readiness', async 
   }
 });
 
+t.test('every proxy reports its load to every xDS replica: a headless Service naming each one on the ADS port', async (t) => {
+  for (const [overlay, objs] of rendered) {
+    const ds = need(objs, 'DaemonSet', 'chikai-proxy', 'knative-serving');
+    const args = list(ds, 'spec', 'template', 'spec', 'containers')[0]['args'] as string[];
+    const to = args[args.indexOf('--load-report-to') + 1] ?? '';
+    const m = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)$/.exec(to);
+    t.ok(m, `${overlay}: --load-report-to names a Service (${to})`);
+    const svc = need(objs, 'Service', m?.[1] ?? '', m?.[2] ?? '');
+    t.equal(dig(svc, 'spec', 'clusterIP'), 'None', 'headless: it resolves to every replica, not one virtual IP');
+    const dep = need(objs, 'Deployment', 'chikai-xds', 'chikai-system');
+    t.ok(selects(map(svc, 'spec', 'selector'), map(dep, 'spec', 'template', 'metadata', 'labels')), 'it selects the xDS pods');
+    const c = list(dep, 'spec', 'template', 'spec', 'containers')[0];
+    const grpc = list(c, 'ports').find((p) => p['containerPort'] === Number(m?.[3]));
+    t.equal(grpc?.['name'], 'grpc-xds', 'on the port the xDS server serves ADS and LRS');
+  }
+});
+
 t.test('the activator is replaced: activator-service selects the proxies on 8012', async (t) => {
   for (const [overlay, objs] of rendered) {
     const svc = need(objs, 'Service', 'activator-service', 'knative-serving');
@@ -173,7 +195,7 @@ t.test('the activator is replaced: activator-service selects the proxies on 8012
 });
 
 t.test('the gateway: bootstrap points ADS at chikai-xds, node identity from the downward API, Local traffic policies', async (t) => {
-  for (const overlay of ['full', 'full-monitoring']) {
+  for (const overlay of ['full', 'full-monitoring', 'full-mtls']) {
     const objs = rendered.get(overlay)!;
     const ds = need(objs, 'DaemonSet', 'chikai-kourier-gateway', 'kourier-system');
     const pod = dig(ds, 'spec', 'template', 'spec') as Obj;
@@ -229,6 +251,49 @@ t.test('the gateway: bootstrap points ADS at chikai-xds, node identity from the 
     t.same(adminAddr, dig(bootstrap, 'admin', 'address', 'socket_address'), `the bootstrap's ${GATEWAY_ADMIN_CLUSTER} cluster is Envoy's admin`);
     t.equal(dig(pod, 'securityContext', 'runAsNonRoot'), true);
   }
+});
+
+t.test('mutual TLS on ADS (full-mtls): the server requires it, each gateway and proxy presents its own node\'s certificate', async (t) => {
+  // The xds-mtls overlay ships the template plus mutual TLS, generated.
+  const MUTUAL_TLS_BOOTSTRAP = join(ROOT, 'deploy/components/xds-mtls/envoy-bootstrap.yaml');
+  t.equal(readFileSync(MUTUAL_TLS_BOOTSTRAP, 'utf8'), gatewayBootstrapYaml(true),
+    `${MUTUAL_TLS_BOOTSTRAP} is the template plus mutual TLS (regenerate: npm run build && node dist/bin/chikai.js gateway-bootstrap --xds-tls > deploy/components/xds-mtls/envoy-bootstrap.yaml)`);
+  const objs = rendered.get('full-mtls')!;
+  const secretMount = (pod: Obj, c: Obj, dir: string) => {
+    const mounts = list(c, 'volumeMounts').filter((m) => String(m['mountPath']).startsWith(dir));
+    const volumes = new Set(mounts.map((m) => m['name']));
+    const secrets = list(pod, 'volumes').filter((v) => volumes.has(v['name'])).map((v) => str(v, 'secret', 'secretName'));
+    return { mounts: Object.fromEntries(mounts.map((m) => [m['mountPath'], m['subPathExpr'] ?? m['subPath'] ?? '(whole volume)'])), secrets };
+  };
+
+  const xds = need(objs, 'Deployment', 'chikai-xds', 'chikai-system');
+  const xpod = dig(xds, 'spec', 'template', 'spec') as Obj;
+  const xc = list(xpod, 'containers')[0];
+  const xargs = (xc['args'] as string[]).join(' ');
+  t.match(xargs, /--tls-dir \/etc\/chikai-xds-tls/, 'the xDS server requires client certificates');
+  t.same(secretMount(xpod, xc, '/etc/chikai-xds-tls'), { mounts: { '/etc/chikai-xds-tls': '(whole volume)' }, secrets: ['chikai-xds-tls'] });
+  t.same(dig(xc, 'livenessProbe', 'httpGet'), { path: '/healthz', port: 'admin' }, 'liveness off the TLS port');
+  t.notMatch((list(dig(need(rendered.get('full')!, 'Deployment', 'chikai-xds', 'chikai-system'), 'spec', 'template', 'spec'), 'containers')[0]['args'] as string[]).join(' '), /--tls-dir/, 'full stays plaintext');
+
+  const perNode = { '/etc/chikai-xds-tls/ca.crt': 'ca.crt', '/etc/chikai-xds-tls/tls.crt': '$(NODE_NAME).crt', '/etc/chikai-xds-tls/tls.key': '$(NODE_NAME).key' };
+  for (const [kind, name, ns, secret] of [['DaemonSet', 'chikai-kourier-gateway', 'kourier-system', 'chikai-gateway-xds-tls'], ['DaemonSet', 'chikai-proxy', 'knative-serving', 'chikai-proxy-xds-tls']] as const) {
+    const ds = need(objs, kind, name, ns);
+    const pod = dig(ds, 'spec', 'template', 'spec') as Obj;
+    const c = list(pod, 'containers')[0];
+    t.same(secretMount(pod, c, '/etc/chikai-xds-tls'), { mounts: perNode, secrets: [secret] }, `${name}: only its node's pair of ${secret} is mounted`);
+    t.equal(str(list(c, 'env').find((e) => e['name'] === 'NODE_NAME'), 'valueFrom', 'fieldRef', 'fieldPath'), 'spec.nodeName', `${name}: $(NODE_NAME) is the node's name`);
+  }
+  const proxyArgs = (list(dig(need(objs, 'DaemonSet', 'chikai-proxy', 'knative-serving'), 'spec', 'template', 'spec'), 'containers')[0]['args'] as string[]).join(' ');
+  t.match(proxyArgs, /--load-report-tls-dir \/etc\/chikai-xds-tls/, 'the proxies report their load with their certificate');
+
+  const gw = dig(need(objs, 'DaemonSet', 'chikai-kourier-gateway', 'kourier-system'), 'spec', 'template', 'spec') as Obj;
+  const cmName = str(list(gw, 'volumes').find((v) => dig(v, 'configMap'))!, 'configMap', 'name')!;
+  const bootstrap = parse(map(need(objs, 'ConfigMap', cmName, 'kourier-system'), 'data')['envoy-bootstrap.yaml']) as Obj;
+  const tls = dig(list(bootstrap, 'static_resources', 'clusters').find((c) => c['name'] === 'chikai_xds'), 'transport_socket', 'typed_config', 'common_tls_context') as Obj;
+  t.same([str(tls, 'tls_certificates', 0, 'certificate_chain', 'filename'), str(tls, 'tls_certificates', 0, 'private_key', 'filename'), str(tls, 'validation_context', 'trusted_ca', 'filename')],
+    ['/etc/chikai-xds-tls/tls.crt', '/etc/chikai-xds-tls/tls.key', '/etc/chikai-xds-tls/ca.crt'], 'the gateway\'s bootstrap reads the mounted files');
+  const xdsSvc = need(objs, 'Service', 'chikai-xds', 'chikai-system');
+  t.equal(str(tls, 'validation_context', 'match_typed_subject_alt_names', 0, 'matcher', 'exact'), `${str(xdsSvc, 'metadata', 'name')}.${str(xdsSvc, 'metadata', 'namespace')}`, 'and checks the server\'s name');
 });
 
 t.test('monitoring: the ServiceMonitor reaches the proxies, the dashboard uses metrics the proxy exports', async (t) => {

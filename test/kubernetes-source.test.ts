@@ -9,7 +9,7 @@ import { kubeConfigForServer } from '../cluster/kubernetes/client.js';
 import { startKubernetesSource, type KubernetesSource, type KubernetesSourceOptions } from '../cluster/kubernetes/source.js';
 import type { IngressRoutes } from '../cluster/kubernetes/ingress.js';
 import { ENDPOINT_SLICES, FakeApiServer, INGRESSES, NODES, REVISIONS } from './fixtures/kubernetes/fake-apiserver.js';
-import { kingress, node, privateSlice, publicSlice, revision } from './fixtures/kubernetes/objects.js';
+import { kingress, node, privateSlice, proxySlice, publicSlice, revision } from './fixtures/kubernetes/objects.js';
 
 const WAIT_MS = 8000;
 
@@ -99,6 +99,25 @@ t.test('the first list fills the model: nodes by InternalIP and topology labels,
   t.same(s.revision(HELLO), { namespace: 'default', service: 'hello', name: 'hello-00001', hosts: [], containerConcurrency: 2, timeoutSeconds: 30, protocol: 'http1' });
   t.same(s.endpoints(HELLO), [], 'a revision scaled to zero has no endpoints (and the public slice is not one)');
   t.ok(source.synced);
+});
+
+t.test('each node\'s address is its proxy pod\'s, from the proxies\' EndpointSlices: no host port needed', async (t) => {
+  const { api, source } = await setup(t, (api) => {
+    seedCluster(api);
+    api.apply(ENDPOINT_SLICES, proxySlice([{ pod: 'chikai-proxy-x1', ip: '10.244.0.2', node: 'edge-1' }]));
+  }, { proxies: { namespace: 'knative-serving', service: 'chikai-proxy' } });
+  const address = (s: ClusterSnapshot, n: string) => s.node(n)?.address;
+  t.equal(address(source.model.current, 'edge-1'), '10.244.0.2', 'edge-1 is probed and reached at its proxy pod');
+  t.equal(address(source.model.current, 'cloud-1'), '10.0.1.1', 'a node whose proxy is not known yet keeps its InternalIP');
+  // The proxy on cloud-1 starts; edge-1's proxy is replaced (old one terminating, new one ready).
+  api.apply(ENDPOINT_SLICES, proxySlice([
+    { pod: 'chikai-proxy-x1', ip: '10.244.0.2', node: 'edge-1', ready: false },
+    { pod: 'chikai-proxy-x2', ip: '10.244.0.9', node: 'edge-1' },
+    { pod: 'chikai-proxy-c1', ip: '10.244.1.3', node: 'cloud-1' },
+  ]));
+  const s = await waitForModel(source.model, (x) => address(x, 'cloud-1') === '10.244.1.3', 'cloud-1 proxy pod');
+  t.equal(address(s, 'edge-1'), '10.244.0.9', 'the ready pod of a node wins over the one leaving');
+  t.ok(api.requests.some((r) => r.includes('/namespaces/knative-serving/endpointslices') && r.includes('chikai-proxy')), 'watched by service name in the proxies\' namespace');
 });
 
 t.test('a revision scaling 0 → 2 → 0 pods moves its endpoints through the model', async (t) => {

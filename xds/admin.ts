@@ -7,7 +7,8 @@
 //   /metrics                   Prometheus
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { NEUTRAL_VIEW, type InvalidResource, type ResourceEntry, type SnapshotCache, type ViewSnapshot } from './cache.js';
+import type { InvalidResource } from './builder.js';
+import { NEUTRAL_VIEW, type ResourceEntry, type SnapshotCache, type ViewSnapshot } from './cache.js';
 import type { XdsMetrics } from './metrics.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from './protos.js';
 import type { JsonObject } from './protojson.js';
@@ -17,6 +18,8 @@ export interface AdminSources {
   readonly cache: SnapshotCache;
   readonly metrics: XdsMetrics;
   clients(): ClientStatus[];
+  /** Resources the builder refused (PGV rules, or a missing dependency). */
+  invalidResources(): InvalidResource[];
   /** Node names of the model, for error messages. */
   nodeNames(): string[];
   /** Why the server is not ready to serve gateways yet; undefined when it is. */
@@ -314,7 +317,7 @@ export class AdminServer {
         return;
       }
       case '/invalid_resources':
-        json({ invalid_resources: invalidJson(this.sources.cache.invalidResources()) });
+        json({ invalid_resources: invalidJson(this.sources.invalidResources()) });
         return;
       case '/metrics': {
         const body = await this.sources.metrics.registry.metrics();

@@ -1,21 +1,16 @@
-// The snapshot cache: what each gateway node is served, as immutable versioned views.
+// The snapshot store: what each gateway view is served, as immutable versioned snapshots.
+// It builds nothing itself (xds/builder.ts does, as go-control-plane keeps its snapshot
+// cache apart from whatever produces snapshots); it checks that a snapshot is consistent
+// before serving it, keeps the current one per view, and tells listeners what changed.
 //
-// Every view is rebuilt from the cluster model on each model 'change' and at least every
-// `recomputeMs` (measured load moves the weights). A rebuilt resource replaces the served
-// one only when it really differs: an EDS assignment whose only change is locality weights
-// moving by no more than `weightChangeThreshold` keeps the served version, so a quiet
-// cluster causes no pushes. Every new resource is checked against the PGV rules first; a
-// resource that fails is not served (the last good version of it stays), and the failure
-// is kept for the admin server.
+// Consistency, as Envoy needs it: every EDS cluster in CDS has its ClusterLoadAssignment in
+// EDS (or the cluster stays warming forever), and every route configuration a listener
+// names (HttpConnectionManager.rds) exists in RDS (or the listener never becomes active).
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { LoadView } from '../cluster/load.js';
-import type { ClusterModel } from '../cluster/model.js';
-import { buildNodeResources, type BuildOptions } from './resources.js';
 import type { IngressRoutes } from '../cluster/kubernetes/ingress.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE, type ResourceTypeUrl } from './protos.js';
-import { packAny, type EncodedAny, type JsonObject } from './protojson.js';
-import { validateMessage, type Violation } from './validate.js';
+import type { EncodedAny, JsonObject } from './protojson.js';
 
 /** View served to gateways whose `node.locality.sub_zone` is missing or names no node of the model. */
 export const NEUTRAL_VIEW = '(neutral)';
@@ -30,17 +25,117 @@ export interface ResourceEntry {
   readonly any: EncodedAny;
   /** False for resources served only by name (gRPC api_listeners), never to wildcard subscribers. */
   readonly inWildcard: boolean;
-  /** When this content was first served in this view. */
+  /** When this content was first built. */
   readonly updatedAt: Date;
   /** Canonical text of `json`, for cheap comparisons. */
   readonly text: string;
+  /** Names this resource needs in the same view: a Cluster its assignment (EDS), a Listener its route configurations (RDS). */
+  readonly needs: readonly string[];
 }
 
-export interface TypeSnapshot {
-  readonly typeUrl: ResourceTypeUrl;
-  /** Hash over every resource's name and version. */
+/** The resources a Cluster or Listener needs in the same view, read from its JSON. */
+export function referencesOf(typeUrl: ResourceTypeUrl, json: JsonObject): string[] {
+  if (typeUrl === CLUSTER_TYPE) {
+    if (json.type !== 'EDS') return [];
+    const eds = json.eds_cluster_config as JsonObject | undefined;
+    const service = typeof eds?.service_name === 'string' && eds.service_name !== '' ? eds.service_name : undefined;
+    return [service ?? String(json.name)];
+  }
+  if (typeUrl === LISTENER_TYPE) {
+    const out = new Set<string>();
+    const hcm = (cfg: unknown) => {
+      const rds = (cfg as JsonObject | undefined)?.rds as JsonObject | undefined;
+      if (typeof rds?.route_config_name === 'string') out.add(rds.route_config_name);
+    };
+    for (const chain of (json.filter_chains ?? []) as JsonObject[]) {
+      for (const f of (chain.filters ?? []) as JsonObject[]) hcm(f.typed_config);
+    }
+    hcm((json.api_listener as JsonObject | undefined)?.api_listener);
+    return [...out];
+  }
+  return [];
+}
+
+export function contentHash(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+
+/** 64 bits of a resource's identity (name and version), for the order-free type version. */
+function entryDigest(name: string, version: string): bigint {
+  return createHash('sha256').update(name).update('@').update(version).digest().readBigUInt64BE(0);
+}
+
+let typeSnapshotSeq = 0;
+
+/**
+ * One resource type of one view. Its version is the XOR of every resource's name@version
+ * digest: independent of order and of how the set was reached, so two replicas holding the
+ * same resources serve the same version, and a change of k resources costs k digests.
+ */
+export class TypeSnapshot {
+  readonly id = ++typeSnapshotSeq;
   readonly version: string;
-  readonly resources: ReadonlyMap<string, ResourceEntry>;
+
+  private constructor(
+    readonly typeUrl: ResourceTypeUrl,
+    readonly resources: ReadonlyMap<string, ResourceEntry>,
+    private readonly digest: bigint,
+    /** The snapshot this one was derived from, and the names that differ from it. */
+    readonly parentId: number | undefined,
+    readonly changed: ReadonlySet<string>,
+  ) {
+    this.version = digest.toString(16).padStart(16, '0');
+  }
+
+  static of(typeUrl: ResourceTypeUrl, entries: Iterable<ResourceEntry>): TypeSnapshot {
+    const resources = new Map<string, ResourceEntry>();
+    let digest = 0n;
+    for (const e of entries) {
+      if (e.typeUrl !== typeUrl) throw new Error(`${e.name} is a ${e.typeUrl}, not a ${typeUrl}`);
+      const old = resources.get(e.name);
+      if (old) digest ^= entryDigest(old.name, old.version);
+      resources.set(e.name, e);
+      digest ^= entryDigest(e.name, e.version);
+    }
+    return new TypeSnapshot(typeUrl, resources, digest, undefined, new Set(resources.keys()));
+  }
+
+  /** This snapshot with some resources replaced or added (`put`) and some removed; itself when nothing differs. */
+  with(put: Iterable<ResourceEntry>, remove: Iterable<string> = []): TypeSnapshot {
+    let next: Map<string, ResourceEntry> | undefined;
+    let digest = this.digest;
+    const changed = new Set<string>();
+    const edit = () => (next ??= new Map(this.resources));
+    for (const e of put) {
+      const old = (next ?? this.resources).get(e.name);
+      if (old === e) continue;
+      if (e.typeUrl !== this.typeUrl) throw new Error(`${e.name} is a ${e.typeUrl}, not a ${this.typeUrl}`);
+      if (old) digest ^= entryDigest(old.name, old.version);
+      digest ^= entryDigest(e.name, e.version);
+      edit().set(e.name, e);
+      changed.add(e.name);
+    }
+    for (const name of remove) {
+      const old = (next ?? this.resources).get(name);
+      if (!old) continue;
+      digest ^= entryDigest(old.name, old.version);
+      edit().delete(name);
+      changed.add(name);
+    }
+    if (!next) return this;
+    return new TypeSnapshot(this.typeUrl, next, digest, this.id, changed);
+  }
+
+  /** Names whose resource differs between `earlier` and this snapshot (both of one type). */
+  changedSince(earlier: TypeSnapshot | undefined): ReadonlySet<string> {
+    if (earlier === this) return new Set();
+    if (!earlier) return new Set(this.resources.keys());
+    if (this.parentId === earlier.id) return this.changed;
+    const out = new Set<string>();
+    for (const [name, e] of this.resources) if (earlier.resources.get(name) !== e) out.add(name);
+    for (const name of earlier.resources.keys()) if (!this.resources.has(name)) out.add(name);
+    return out;
+  }
 }
 
 export interface ViewSnapshot {
@@ -54,17 +149,6 @@ export interface ViewSnapshot {
   readonly types: ReadonlyMap<ResourceTypeUrl, TypeSnapshot>;
 }
 
-export interface InvalidResource {
-  readonly viewKey: string;
-  readonly typeUrl: ResourceTypeUrl;
-  readonly name: string;
-  readonly error: string;
-  readonly violations: readonly Violation[];
-  readonly since: Date;
-  /** True when an earlier good version of the resource is still being served. */
-  readonly servingLastGood: boolean;
-}
-
 export interface PublishEvent {
   readonly view: ViewSnapshot;
   readonly previous: ViewSnapshot | undefined;
@@ -74,21 +158,8 @@ export interface PublishEvent {
 
 export interface SnapshotCacheEvents {
   publish: [event: PublishEvent];
-  /** An EDS change held back because its weights moved by no more than the threshold. */
-  suppressed: [viewKey: string, cluster: string];
-  invalid: [resource: InvalidResource];
-}
-
-export interface SnapshotCacheOptions {
-  readonly model: ClusterModel;
-  readonly load: LoadView;
-  readonly build: BuildOptions;
-  /** Rebuild period in ms (default 1000). */
-  readonly recomputeMs?: number;
-  /** Largest change of any locality weight (points, weights are 1..100) that is not pushed (default 5). */
-  readonly weightChangeThreshold?: number;
-  /** Where routes come from in Kubernetes: the KIngresses (absent: the model's hosts). */
-  readonly ingresses?: IngressSource;
+  /** A view appeared or went away: gateways may now belong to another view. */
+  views: [];
 }
 
 /** The Knative Ingresses to route by, and a way to hear that they changed. */
@@ -97,227 +168,84 @@ export interface IngressSource {
   onChange(listener: () => void): () => void;
 }
 
-export function contentHash(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16);
-}
+export class InconsistentSnapshotError extends Error {
+  override name = 'InconsistentSnapshotError';
 
-/** Version of a set of resources: a hash of their names and versions. */
-export function versionOf(entries: Iterable<ResourceEntry>): string {
-  const parts = [...entries].map((e) => `${e.name}@${e.version}`).sort();
-  return contentHash(parts.join('\n'));
-}
-
-/** True when two assignments differ only in locality weights, each by at most `threshold`. */
-export function onlySmallWeightChange(before: JsonObject, after: JsonObject, threshold: number): boolean {
-  const b = before.endpoints;
-  const a = after.endpoints;
-  if (!Array.isArray(b) || !Array.isArray(a) || a.length !== b.length) return false;
-  const strip = (x: JsonObject): string => {
-    const { endpoints: _e, ...rest } = x;
-    return JSON.stringify(rest);
-  };
-  if (strip(before) !== strip(after)) return false;
-  for (let i = 0; i < a.length; i++) {
-    const { load_balancing_weight: wa, ...ra } = a[i] as JsonObject;
-    const { load_balancing_weight: wb, ...rb } = b[i] as JsonObject;
-    if (JSON.stringify(ra) !== JSON.stringify(rb)) return false;
-    if (Math.abs(Number(wa ?? 0) - Number(wb ?? 0)) > threshold) return false;
+  constructor(readonly viewKey: string, readonly problems: readonly string[]) {
+    super(`snapshot for view ${viewKey} refused, it is not consistent: ${problems.join('; ')}`);
   }
-  return true;
+}
+
+/** What makes a view inconsistent: a cluster without its assignment, a listener without its route configuration. */
+export function consistencyProblems(types: ReadonlyMap<ResourceTypeUrl, TypeSnapshot>): string[] {
+  const problems: string[] = [];
+  const check = (from: ResourceTypeUrl, to: ResourceTypeUrl, what: string) => {
+    const have = types.get(to)?.resources;
+    for (const e of types.get(from)?.resources.values() ?? []) {
+      for (const need of e.needs) if (!have?.has(need)) problems.push(`${what.replace('%s', JSON.stringify(e.name))} ${JSON.stringify(need)} is missing`);
+    }
+  };
+  check(CLUSTER_TYPE, ENDPOINT_TYPE, 'EDS cluster %s: its ClusterLoadAssignment');
+  check(LISTENER_TYPE, ROUTE_TYPE, 'listener %s: its RouteConfiguration');
+  return problems;
 }
 
 export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   private readonly views = new Map<string, ViewSnapshot>();
-  private readonly invalid = new Map<string, InvalidResource>();
-  private encoded = new Map<string, { any: EncodedAny; version: string }>();
-  private timer: NodeJS.Timeout | undefined;
-  private pending: NodeJS.Immediate | undefined;
-  private readonly onModelChange = (): void => this.schedule();
-  private unsubscribeIngresses: (() => void) | undefined;
-  readonly recomputeMs: number;
-  readonly weightChangeThreshold: number;
 
-  constructor(private readonly opts: SnapshotCacheOptions) {
+  constructor() {
     super();
     this.setMaxListeners(0);
-    this.recomputeMs = opts.recomputeMs ?? 1000;
-    this.weightChangeThreshold = opts.weightChangeThreshold ?? 5;
-    if (!(this.recomputeMs > 0)) throw new Error(`recomputeMs must be a positive number of milliseconds, got ${opts.recomputeMs}`);
-    if (!(this.weightChangeThreshold >= 0)) throw new Error(`weightChangeThreshold must be ≥ 0 weight points, got ${opts.weightChangeThreshold}`);
-  }
-
-  start(): void {
-    this.recompute();
-    this.opts.model.on('change', this.onModelChange);
-    this.unsubscribeIngresses = this.opts.ingresses?.onChange(this.onModelChange);
-    this.timer = setInterval(() => this.recompute(), this.recomputeMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    this.opts.model.off('change', this.onModelChange);
-    this.unsubscribeIngresses?.();
-    this.unsubscribeIngresses = undefined;
-    if (this.timer) clearInterval(this.timer);
-    if (this.pending) clearImmediate(this.pending);
-    this.timer = undefined;
-    this.pending = undefined;
-  }
-
-  /** Coalesces a burst of model changes into one rebuild. */
-  private schedule(): void {
-    if (this.pending) return;
-    this.pending = setImmediate(() => {
-      this.pending = undefined;
-      this.recompute();
-    });
   }
 
   /** The view a gateway on `node` gets: its own, or the neutral one for a missing/unknown node. */
   viewKeyFor(node: string | undefined): string {
-    return node && this.opts.model.current.node(node) ? node : NEUTRAL_VIEW;
+    return node && this.views.has(node) ? node : NEUTRAL_VIEW;
   }
 
+  /** The current snapshot of a view (the neutral one when `viewKey` has none). */
   view(viewKey: string): ViewSnapshot {
-    let v = this.views.get(viewKey);
-    if (!v) {
-      this.recompute();
-      v = this.views.get(viewKey) ?? this.views.get(NEUTRAL_VIEW);
-    }
-    if (!v) throw new Error(`no view ${viewKey}`);
+    const v = this.views.get(viewKey) ?? this.views.get(NEUTRAL_VIEW);
+    if (!v) throw new Error(`no snapshot for view ${viewKey} yet`);
     return v;
+  }
+
+  /** The current snapshot of exactly this view, if any. */
+  peek(viewKey: string): ViewSnapshot | undefined {
+    return this.views.get(viewKey);
   }
 
   viewKeys(): string[] {
     return [...this.views.keys()];
   }
 
-  invalidResources(): InvalidResource[] {
-    return [...this.invalid.values()];
+  /**
+   * Serves `next` as its view's snapshot, after checking it is consistent; an inconsistent
+   * one is refused (InconsistentSnapshotError) and the view keeps what it had.
+   */
+  publish(next: ViewSnapshot): PublishEvent | undefined {
+    const problems = consistencyProblems(next.types);
+    if (problems.length > 0) throw new InconsistentSnapshotError(next.viewKey, problems);
+    const previous = this.views.get(next.viewKey);
+    const changed = new Map<ResourceTypeUrl, ReadonlySet<string>>();
+    for (const type of PUSH_ORDER) {
+      const now = next.types.get(type);
+      const before = previous?.types.get(type);
+      if (now === before) continue;
+      const names = now ? now.changedSince(before) : new Set(before?.resources.keys());
+      if (names.size > 0) changed.set(type, names);
+    }
+    if (previous && changed.size === 0) return undefined;
+    const view = Object.freeze({ ...next });
+    this.views.set(next.viewKey, view);
+    const event: PublishEvent = { view, previous, changed };
+    if (!previous) this.emit('views');
+    this.emit('publish', event);
+    return event;
   }
 
-  /** Rebuilds every view and publishes the ones that changed. */
-  recompute(): void {
-    const snap = this.opts.model.current;
-    const keys = [...snap.nodes.map((n) => n.name), NEUTRAL_VIEW];
-    const ingresses = this.opts.ingresses?.current();
-    const nextEncoded = new Map<string, { any: EncodedAny; version: string }>();
-    const events: PublishEvent[] = [];
-    for (const key of keys) {
-      const gatewayNode = key === NEUTRAL_VIEW ? undefined : key;
-      const built = buildNodeResources(snap, this.opts.load, gatewayNode, this.opts.build, ingresses);
-      const byType: Record<ResourceTypeUrl, { name: string; json: JsonObject; inWildcard: boolean }[]> = {
-        [CLUSTER_TYPE]: built.clusters.map((json) => ({ name: String(json.name), json, inWildcard: true })),
-        [ENDPOINT_TYPE]: built.endpoints.map((json) => ({ name: String(json.cluster_name), json, inWildcard: true })),
-        [LISTENER_TYPE]: built.listeners.map((l) => ({ name: String(l.listener.name), json: l.listener, inWildcard: l.inWildcard })),
-        [ROUTE_TYPE]: built.routes.map((json) => ({ name: String(json.name), json, inWildcard: true })),
-      };
-      const previous = this.views.get(key);
-      const types = new Map<ResourceTypeUrl, TypeSnapshot>();
-      const changed = new Map<ResourceTypeUrl, Set<string>>();
-      for (const typeUrl of PUSH_ORDER) {
-        const prevType = previous?.types.get(typeUrl);
-        const resources = new Map<string, ResourceEntry>();
-        const names = new Set<string>();
-        for (const { name, json, inWildcard } of byType[typeUrl]) {
-          names.add(name);
-          const entry = this.entryFor(key, typeUrl, name, json, inWildcard, prevType?.resources.get(name), nextEncoded);
-          if (entry) resources.set(name, entry);
-        }
-        // Resources that failed validation and have no last good version are simply absent.
-        for (const k of [...this.invalid.keys()]) {
-          const inv = this.invalid.get(k);
-          if (inv && inv.viewKey === key && inv.typeUrl === typeUrl && !names.has(inv.name)) this.invalid.delete(k);
-        }
-        const diff = new Set<string>();
-        for (const [name, e] of resources) if (prevType?.resources.get(name) !== e) diff.add(name);
-        for (const name of prevType?.resources.keys() ?? []) if (!resources.has(name)) diff.add(name);
-        if (diff.size > 0 || !prevType) {
-          types.set(typeUrl, { typeUrl, version: versionOf(resources.values()), resources });
-          if (diff.size > 0) changed.set(typeUrl, diff);
-        } else {
-          types.set(typeUrl, prevType);
-        }
-      }
-      if (!previous || changed.size > 0) {
-        const view: ViewSnapshot = Object.freeze({ viewKey: key, gatewayNode, modelVersion: snap.version, publishedAt: new Date(), types });
-        this.views.set(key, view);
-        events.push({ view, previous, changed });
-      }
-    }
-    for (const key of [...this.views.keys()]) if (!keys.includes(key)) this.views.delete(key);
-    this.encoded = nextEncoded;
-    for (const e of events) this.emit('publish', e);
+  /** Stops serving a view (its node left the model). */
+  remove(viewKey: string): void {
+    if (this.views.delete(viewKey)) this.emit('views');
   }
-
-  private entryFor(
-    viewKey: string,
-    typeUrl: ResourceTypeUrl,
-    name: string,
-    json: JsonObject,
-    inWildcard: boolean,
-    prev: ResourceEntry | undefined,
-    nextEncoded: Map<string, { any: EncodedAny; version: string }>,
-  ): ResourceEntry | undefined {
-    const text = JSON.stringify(json);
-    const invalidKey = `${viewKey}|${typeUrl}|${name}`;
-    if (prev && prev.text === text && prev.inWildcard === inWildcard) {
-      this.invalid.delete(invalidKey);
-      this.keepEncoded(typeUrl, prev, nextEncoded);
-      return prev;
-    }
-    if (typeUrl === ENDPOINT_TYPE && prev && !this.invalid.has(invalidKey) && onlySmallWeightChange(prev.json, json, this.weightChangeThreshold)) {
-      this.emit('suppressed', viewKey, name);
-      this.keepEncoded(typeUrl, prev, nextEncoded);
-      return prev;
-    }
-    const memoKey = `${typeUrl}\n${text}`;
-    let enc = this.encoded.get(memoKey) ?? nextEncoded.get(memoKey);
-    if (!enc) {
-      const violations = validateMessage(typeUrl, json);
-      let error: string | undefined;
-      let any: EncodedAny | undefined;
-      if (violations.length === 0) {
-        try {
-          any = packAny(typeUrl, json);
-        } catch (err) {
-          error = (err as Error).message;
-        }
-      }
-      if (violations.length > 0 || !any) {
-        const type = typeUrl.slice(typeUrl.lastIndexOf('.') + 1);
-        const detail = violations.length > 0 ? violations.map((v) => `${v.field || '(message)'}: ${v.message} [${v.rule}]`).join('; ') : error;
-        const record: InvalidResource = {
-          viewKey,
-          typeUrl,
-          name,
-          error: `${type} ${JSON.stringify(name)} (view ${viewKey}) not sent: ${detail}`,
-          violations,
-          since: this.invalid.get(invalidKey)?.since ?? new Date(),
-          servingLastGood: prev !== undefined,
-        };
-        const known = this.invalid.get(invalidKey);
-        this.invalid.set(invalidKey, record);
-        if (!known || known.error !== record.error) this.emit('invalid', record);
-        if (prev) this.keepEncoded(typeUrl, prev, nextEncoded);
-        return prev;
-      }
-      enc = { any, version: contentHash(memoKey) };
-    }
-    nextEncoded.set(memoKey, enc);
-    this.invalid.delete(invalidKey);
-    return Object.freeze({ typeUrl, name, version: enc.version, json: deepFreeze(json), any: enc.any, inWildcard, updatedAt: new Date(), text });
-  }
-
-  private keepEncoded(typeUrl: string, e: ResourceEntry, next: Map<string, { any: EncodedAny; version: string }>): void {
-    next.set(`${typeUrl}\n${e.text}`, { any: e.any, version: e.version });
-  }
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);
-  }
-  return value;
 }

@@ -31,9 +31,13 @@ const WRAPPERS = new Set([
   'google.protobuf.BoolValue', 'google.protobuf.StringValue', 'google.protobuf.BytesValue',
 ]);
 
-/** Full name without the leading dot protobufjs keeps. */
+const fullNames = new WeakMap<protobuf.ReflectionObject, string>();
+
+/** Full name without the leading dot protobufjs keeps (memoized: protobufjs rebuilds it from the parents on every read). */
 export function fullName(t: protobuf.ReflectionObject): string {
-  return t.fullName.replace(/^\./, '');
+  let name = fullNames.get(t);
+  if (name === undefined) fullNames.set(t, (name = t.fullName.replace(/^\./, '')));
+  return name;
 }
 
 export function isWrapper(t: MessageType): boolean {

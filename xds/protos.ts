@@ -43,6 +43,7 @@ const PROTO_FILES = [
   'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/service/load_stats/v3/lrs.proto',
 ];
 
 export type MessageType = protobuf.Type;

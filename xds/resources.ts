@@ -1,6 +1,6 @@
 // Resource builders: one gateway node's view of the cluster as Envoy resources (CDS, EDS,
 // LDS, RDS), written in Envoy's JSON form. Pure functions of the snapshot, the load view
-// and the gateway's node; the snapshot cache decides what is new and what gets sent.
+// and the gateway's node; the builder (xds/builder.ts) decides what is new, the store what is sent.
 //
 // Kourier compatibility: clusters are named `<namespace>/<revision>`, listeners
 // `listener_8080` (external), `listener_8081` (internal) and `listener_8090` (Knative's
@@ -14,6 +14,7 @@ import { localityShares, type LocalityPreference, type LocalityShare } from '../
 import { podCostInputs, type LoadView } from '../cluster/load.js';
 import { hostsOf, revisionKey, type ClusterSnapshot, type EndpointInfo, type NodeInfo, type RevisionInfo } from '../cluster/model.js';
 import type { IngressPath, IngressRoutes, IngressRule } from '../cluster/kubernetes/ingress.js';
+import { GATEWAY_POD_METRICS } from './lrs.js';
 import { HCM_TYPE, HTTP_PROTOCOL_OPTIONS_TYPE, ROUTER_TYPE } from './protos.js';
 import type { JsonObject } from './protojson.js';
 
@@ -53,31 +54,21 @@ export interface BuiltListener {
   readonly inWildcard: boolean;
 }
 
-export interface NodeResources {
-  readonly clusters: JsonObject[];
-  readonly endpoints: JsonObject[];
-  readonly listeners: BuiltListener[];
-  readonly routes: JsonObject[];
-}
-
 /** How one locality of one cluster was placed, for inspection. */
 export interface LocalityPlacement {
   readonly node: string;
   readonly weight: number;
   readonly priority: number;
-  /** 'pods': the revision's pods on that node; 'proxy': the node's chikai proxy (no ready pod anywhere). */
+  /**
+   * 'pods': the revision's pods on that node; 'proxy': the node's chikai proxy (no ready pod
+   * anywhere, or the gateway's own node when its traffic would leave the node).
+   */
   readonly kind: 'pods' | 'proxy';
   /** Expected completion time via this node from the cost model (undefined for proxies and last-resort nodes). */
   readonly costMs?: number;
 }
 
 const ADS_SOURCE: JsonObject = { ads: {}, resource_api_version: 'V3' };
-
-/**
- * The pods' ORCA load (`endpoint-load-metrics` response header) that Envoy passes on in its
- * load reports to the xDS server (xds/lrs.ts): the gateways' own traffic then moves the weights.
- */
-export const LRS_POD_METRICS = ['named_metrics.in_flight', 'named_metrics.capacity', 'named_metrics.service_ms'];
 
 /** The Envoy locality of a node: region, zone, and the node name as sub_zone. */
 export function localityOf(node: NodeInfo | undefined, name: string): JsonObject {
@@ -98,7 +89,9 @@ export function buildCluster(rev: RevisionInfo, opts: BuildOptions): JsonObject 
       // them traffic, even when most of a priority is unready.
       healthy_panic_threshold: { value: 0 },
     },
-    lrs_report_endpoint_metrics: LRS_POD_METRICS,
+    // The pods' ORCA load that Envoy passes on in its load reports (xds/lrs.ts): the
+    // gateways' own traffic then moves the weights.
+    lrs_report_endpoint_metrics: Object.values(GATEWAY_POD_METRICS),
   };
   if (rev.protocol === 'h2c') {
     cluster.typed_extension_protocol_options = {
@@ -120,6 +113,13 @@ export function buildCluster(rev: RevisionInfo, opts: BuildOptions): JsonObject 
  *   Nodes the cost model leaves out (unreachable from the gateway's node) follow as a last
  *   priority, and so do nodes with only unready pods (their endpoints UNHEALTHY, so they
  *   show in inspection but get no traffic).
+ * - Ready pods on the gateway's node, but the cost model sends part of the traffic to
+ *   another node (the local pods are at their knee): the gateway's node-local chikai proxy
+ *   at priority 0, the pods' placements behind it. A weight at the gateway is a slow,
+ *   blind split — refreshed from reports up to a second old, it overshoots both ways at the
+ *   knee — while the proxy decides per request on every proxy's in-flight count with the
+ *   same cost model, and queues rather than overloads; below the knee the extra local hop
+ *   would cost more than it saves, so the gateway goes to the pods itself.
  * - No ready pod reachable: the gateway's node-local chikai proxy at priority 0 (it buffers
  *   and wakes the revision), the other nodes' proxies at priority 1. The neutral view puts
  *   every proxy at priority 0.
@@ -130,6 +130,8 @@ export function placeRevision(
   revKey: string,
   gatewayNode: string | undefined,
   pref?: LocalityPreference,
+  /** Whether the node proxy can carry this revision's traffic at its knee (HTTP/1 today; h2c goes to the pods). */
+  proxyAtKnee = true,
 ): { placements: LocalityPlacement[]; endpointsByNode: Map<string, EndpointInfo[]> } {
   const byNode = new Map<string, EndpointInfo[]>();
   const seen = new Set<string>();
@@ -151,7 +153,16 @@ export function placeRevision(
   const nodeOrder = snap.nodes.map((n) => n.name);
   const leftover = [...byNode.keys()].filter((n) => !placed.has(n)).sort((a, b) => rank(nodeOrder, a) - rank(nodeOrder, b) || a.localeCompare(b));
   for (const node of leftover) placements.push({ node, weight: 1, priority: lastResort, kind: 'pods' });
+  if (proxyAtKnee && gatewayNode !== undefined && trafficLeavesNode(shares, gatewayNode)) {
+    const behind = placements.map((p) => ({ ...p, priority: p.priority + 1 }));
+    return { placements: [{ node: gatewayNode, weight: 1, priority: 0, kind: 'proxy' }, ...behind], endpointsByNode: byNode };
+  }
   return { placements, endpointsByNode: byNode };
+}
+
+/** The gateway's node has a pod the cost model uses, and another node shares its priority 0. */
+function trafficLeavesNode(shares: readonly LocalityShare[], gatewayNode: string): boolean {
+  return shares.some((s) => s.node === gatewayNode) && shares.some((s) => s.priority === 0 && s.node !== gatewayNode);
 }
 
 function rank(order: string[], name: string): number {
@@ -176,7 +187,7 @@ export function buildLoadAssignment(
   opts: BuildOptions,
 ): JsonObject {
   const revKey = revisionKey(rev.namespace, rev.name);
-  const { placements, endpointsByNode } = placeRevision(snap, load, revKey, gatewayNode, opts.preference);
+  const { placements, endpointsByNode } = placeRevision(snap, load, revKey, gatewayNode, opts.preference, rev.protocol === 'http1');
   const endpoints: JsonObject[] = [];
   for (const p of placements) {
     const node = snap.node(p.node);
@@ -396,19 +407,19 @@ function ingressVirtualHosts(snap: ClusterSnapshot, ingresses: readonly IngressR
   return { external, internal, hosts: [...hosts] };
 }
 
+/** What every gateway shares: the route configurations, and the hosts proxyless gRPC clients resolve. */
+export interface SharedRouting {
+  readonly routes: JsonObject[];
+  /** One `api_listener` per host, served by name only. */
+  readonly apiListeners: BuiltListener[];
+}
+
 /**
- * Everything one gateway node is served. Routes come from the KIngresses when a Kubernetes
- * source supplies them (`ingresses`), else from the model's revisions and their hosts.
+ * The route configurations and api_listeners, the same for every gateway. Routes come from
+ * the KIngresses when a Kubernetes source supplies them (`ingresses`), else from the model's
+ * revisions and their hosts.
  */
-export function buildNodeResources(
-  snap: ClusterSnapshot,
-  load: LoadView,
-  gatewayNode: string | undefined,
-  opts: BuildOptions,
-  ingresses?: readonly IngressRoutes[],
-): NodeResources {
-  const clusters = snap.revisions.map((r) => buildCluster(r, opts));
-  const endpoints = snap.revisions.map((r) => buildLoadAssignment(snap, load, r, gatewayNode, opts));
+export function buildSharedRouting(snap: ClusterSnapshot, ingresses?: readonly IngressRoutes[]): SharedRouting {
   let externalHosts: JsonObject[];
   let internalHosts: JsonObject[];
   let apiHosts: string[];
@@ -427,13 +438,37 @@ export function buildNodeResources(
     { name: EXTERNAL_ROUTES, virtual_hosts: externalHosts },
     { name: INTERNAL_ROUTES, virtual_hosts: [...internalHosts, gatewayStatusVirtualHost()] },
   ];
+  return { routes, apiListeners: apiHosts.map((h) => ({ listener: apiListener(h), inWildcard: false })) };
+}
+
+/** Kourier's listeners of the gateway on `gatewayNode`, bound where its node says. */
+export function buildGatewayListeners(gatewayNode: string | undefined, opts: BuildOptions): BuiltListener[] {
   const bindAddress = opts.listenerAddress?.(gatewayNode) ?? '0.0.0.0';
-  const listeners: BuiltListener[] = [
+  return [
     { listener: gatewayListener(EXTERNAL_LISTENER, bindAddress, opts.externalPort ?? 8080, 'external', EXTERNAL_ROUTES), inWildcard: true },
     { listener: gatewayListener(INTERNAL_LISTENER, bindAddress, opts.internalPort ?? 8081, 'internal', INTERNAL_ROUTES), inWildcard: true },
     // Kourier's probe listener serves the external routes, so external rules are probed there.
     { listener: gatewayListener(PROBE_LISTENER, bindAddress, opts.probePort ?? 8090, 'probe', EXTERNAL_ROUTES), inWildcard: true },
-    ...apiHosts.map((h) => ({ listener: apiListener(h), inWildcard: false })),
   ];
-  return { clusters, endpoints, listeners, routes };
+}
+
+export interface NodeResources {
+  readonly clusters: JsonObject[];
+  readonly endpoints: JsonObject[];
+  readonly listeners: BuiltListener[];
+  readonly routes: JsonObject[];
+}
+
+/** Everything one gateway node is served, in one piece (the builder makes the same parts piecewise). */
+export function buildNodeResources(
+  snap: ClusterSnapshot,
+  load: LoadView,
+  gatewayNode: string | undefined,
+  opts: BuildOptions,
+  ingresses?: readonly IngressRoutes[],
+): NodeResources {
+  const clusters = snap.revisions.map((r) => buildCluster(r, opts));
+  const endpoints = snap.revisions.map((r) => buildLoadAssignment(snap, load, r, gatewayNode, opts));
+  const shared = buildSharedRouting(snap, ingresses);
+  return { clusters, endpoints, routes: shared.routes, listeners: [...buildGatewayListeners(gatewayNode, opts), ...shared.apiListeners] };
 }

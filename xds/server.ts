@@ -1,23 +1,29 @@
 // chikai's xDS server for the Kourier gateways: gRPC ADS (state of the world and delta)
-// plus the admin HTTP server, over one snapshot cache fed by the cluster model.
+// plus the admin HTTP server, over one snapshot store (xds/cache.ts) that the builder
+// (xds/builder.ts) fills from the cluster model and the measured load.
 //
 // A gateway's node is its Envoy node identity's `locality.sub_zone` (the Kubernetes node
 // name; deploy/envoy sets it from the downward API). A gateway without a sub_zone, or with
 // one the model does not know, gets the neutral view: weights as if every node were 0 ms
 // away (load alone decides), and for revisions without ready pods every node's proxy at
 // priority 0.
-import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Clock } from '../cluster/clock.js';
 import type { LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import type { LocalityPreference } from '../cluster/cost.js';
 import { AdminServer } from './admin.js';
-import { SnapshotCache, type IngressSource, type InvalidResource } from './cache.js';
+import { SnapshotBuilder, type InvalidResource } from './builder.js';
+import { SnapshotCache, type IngressSource } from './cache.js';
 import { XdsMetrics } from './metrics.js';
+import { RateLimitedLog } from './log-limit.js';
+import { certificateNode, listenMutualTls, type MutualTls, type TlsListener } from './mtls.js';
 import { ENDPOINT_TYPE, TYPE_SHORT_NAME, envoyProtos } from './protos.js';
 import { DeltaStream, SotwStream, type AnyAdsStream, type ClientStatus } from './streams.js';
-import { GatewayLoadReports, lrsServiceDefinition } from './lrs.js';
-import type { LoadReport } from '../cluster/load-report.js';
-import { adsServiceDefinition, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from './wire.js';
+import type { EncodedMessage } from './encoded-response.js';
+import { SubscriptionPool } from './subscriptions.js';
+import { WriteBudget } from './write-budget.js';
+import { adsServiceDefinition, type DeltaDiscoveryRequest, type IncomingDiscoveryRequest } from './wire.js';
 
 export interface HostPort {
   readonly host: string;
@@ -33,23 +39,34 @@ export interface XdsServerOptions {
   readonly admin?: HostPort;
   /** Port of the node-local chikai proxy, where revisions with no ready pod are sent. */
   readonly proxyPort: number;
-  /** Rebuild period in ms (default 1000). */
+  /** Re-read period in ms for a load view that does not say what moved (default 1000). */
   readonly recomputeMs?: number;
   /** Locality weight change (points of 1..100) below which EDS is not re-pushed (default 5). */
   readonly weightChangeThreshold?: number;
+  /** How long held-back weights must stay unchanged before they are pushed anyway (default 5000 ms). */
+  readonly settleMs?: number;
   /** Ports the Kourier listeners bind in Envoy (default 8080 external, 8081 internal, 8090 probe). */
   readonly gatewayPorts?: { readonly external: number; readonly internal: number; readonly probe?: number };
   /** Address the Kourier listeners bind on each gateway node (default 0.0.0.0, as Kourier's). */
   readonly gatewayListenerAddress?: (gatewayNode: string | undefined) => string;
-  /** Accept the gateways' load reports (Envoy LRS) on the ADS port and hand each one here. */
-  readonly gatewayLoad?: (report: LoadReport) => void;
   readonly preference?: LocalityPreference;
   /** Why the model is not ready to serve (e.g. the Kubernetes source still listing); /readyz fails meanwhile. */
   readonly notReady?: () => string | undefined;
   /** KIngresses to build routes from (Kubernetes); absent: routes from the model's hosts. */
   readonly ingresses?: IngressSource;
-  /** Where NACKs, refused resources and stream errors are reported (default: console.warn). */
+  /** More gRPC services on the ADS port (the load reports, xds/load-reports.ts). */
+  readonly services?: readonly { readonly definition: ServiceDefinition; readonly implementation: object }[];
+  /** Response bytes that may wait in gRPC's send buffers at once, over all streams (default 64 MiB). */
+  readonly writeBudgetBytes?: number;
+  /** Where NACKs, refused resources and stream errors are reported (default: console.warn); a client's lines are rate-limited (xds/log-limit.ts). */
   readonly log?: (line: string) => void;
+  /** Clock of the log's rate limit (default: the system clock). */
+  readonly clock?: Clock;
+  /**
+   * Mutual TLS on the ADS port (xds/mtls.ts): clients need a certificate of this CA, and a
+   * gateway gets only the view of the node its certificate names. Absent: plaintext.
+   */
+  readonly tls?: MutualTls;
 }
 
 export interface XdsServer {
@@ -57,25 +74,31 @@ export interface XdsServer {
   readonly address: HostPort;
   /** Bound admin address, when an admin server was asked for. */
   readonly adminAddress: HostPort | undefined;
+  /** The snapshot store: what each view is served. */
   readonly cache: SnapshotCache;
+  readonly builder: SnapshotBuilder;
   readonly metrics: XdsMetrics;
   /** Connected ADS clients and their per-type ACK/NACK state (what /clients shows). */
   clients(): ClientStatus[];
   /** Resources refused by their PGV rules (what /invalid_resources shows). */
   invalidResources(): InvalidResource[];
-  /** Rebuild every view now instead of at the next tick. */
+  /** Apply pending changes and re-read the load for every view now. */
   recompute(): void;
   close(): Promise<void>;
 }
 
 export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer> {
   const log = opts.log ?? ((line: string) => console.warn(line));
+  const clientLog = new RateLimitedLog({ write: log, clock: opts.clock });
   envoyProtos();
-  const cache = new SnapshotCache({
+  const cache = new SnapshotCache();
+  const builder = new SnapshotBuilder({
     model: opts.model,
     load: opts.load,
+    store: cache,
     recomputeMs: opts.recomputeMs,
     weightChangeThreshold: opts.weightChangeThreshold,
+    settleMs: opts.settleMs,
     ingresses: opts.ingresses,
     build: {
       proxyPort: opts.proxyPort,
@@ -87,6 +110,14 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     },
   });
   const streams = new Set<AnyAdsStream>();
+  // Publishes go only to the streams of the view that changed.
+  const byView = new Map<string, Set<AnyAdsStream>>();
+  const leaveView = (s: AnyAdsStream, key: string | undefined) => {
+    if (key === undefined) return;
+    const set = byView.get(key);
+    set?.delete(s);
+    if (set?.size === 0) byView.delete(key);
+  };
   let streamSeq = 0;
   const metrics = new XdsMetrics({
     nackedClients() {
@@ -96,7 +127,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     },
     invalidResources() {
       const counts = new Map<string, number>(Object.values(TYPE_SHORT_NAME).map((t) => [t, 0]));
-      for (const r of cache.invalidResources()) counts.set(TYPE_SHORT_NAME[r.typeUrl], (counts.get(TYPE_SHORT_NAME[r.typeUrl]) ?? 0) + 1);
+      for (const r of builder.invalidResources()) counts.set(TYPE_SHORT_NAME[r.typeUrl], (counts.get(TYPE_SHORT_NAME[r.typeUrl]) ?? 0) + 1);
       return counts;
     },
     *localityWeights() {
@@ -109,52 +140,82 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       }
     },
   });
-  const ctx = { cache, metrics, log, nextStreamId: () => `s${++streamSeq}` };
+  const ctx = {
+    cache,
+    metrics,
+    log: (client: string, line: string) => clientLog.log(client, line),
+    writes: new WriteBudget(opts.writeBudgetBytes ?? 64 << 20),
+    subscriptions: new SubscriptionPool(),
+    nextStreamId: () => `s${++streamSeq}`,
+    viewChanged(s: AnyAdsStream, from: string | undefined, to: string) {
+      leaveView(s, from);
+      let set = byView.get(to);
+      if (!set) byView.set(to, (set = new Set()));
+      set.add(s);
+    },
+  };
   cache.on('publish', (e) => {
     metrics.publishes.inc({ view: e.view.viewKey });
-    for (const s of streams) s.onPublish();
+    for (const s of byView.get(e.view.viewKey) ?? []) s.onPublish(e);
   });
-  cache.on('suppressed', (view) => metrics.suppressedWeightChanges.inc({ view }));
-  cache.on('invalid', (r) => log(`xds: ${r.error}${r.servingLastGood ? ' (still serving its last good version)' : ''}`));
-  cache.start();
+  // A node joined or left: gateways on it move between their own view and the neutral one.
+  cache.on('views', () => {
+    for (const s of streams) s.reviewView();
+  });
+  builder.on('suppressed', (view) => metrics.suppressedWeightChanges.inc({ view }));
+  builder.on('invalid', (r) => log(`xds: ${r.error}${r.servingLastGood ? ' (still serving its last good version)' : ''}`));
+  builder.on('inconsistent', (err) => log(`xds: ${err.message}`));
+  builder.start();
 
   const track = (s: AnyAdsStream) => {
     streams.add(s);
     metrics.connectedClients.inc({ protocol: s.protocol });
   };
   const untrack = (s: AnyAdsStream) => {
+    leaveView(s, s.currentView);
     if (streams.delete(s)) metrics.connectedClients.dec({ protocol: s.protocol });
   };
+  // With mutual TLS every stream's certificate names the one node it may ask for.
+  const allowedNode = (call: ServerDuplexStream<unknown, unknown>): { readonly node: string | undefined } | undefined =>
+    opts.tls ? { node: certificateNode(call).node } : undefined;
   const grpcServer = new Server();
-  const gatewayLoad = opts.gatewayLoad ? new GatewayLoadReports({ model: opts.model, onReport: opts.gatewayLoad }) : undefined;
-  if (gatewayLoad) grpcServer.addService(lrsServiceDefinition(), gatewayLoad.handlers());
   grpcServer.addService(adsServiceDefinition(), {
-    StreamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => {
-      track(new SotwStream(call, ctx, (s) => untrack(s as SotwStream)));
+    StreamAggregatedResources: (call: ServerDuplexStream<IncomingDiscoveryRequest, EncodedMessage>) => {
+      track(new SotwStream(call, ctx, (s) => untrack(s as SotwStream), allowedNode(call)));
     },
-    DeltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => {
-      track(new DeltaStream(call, ctx, (s) => untrack(s as DeltaStream)));
+    DeltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, EncodedMessage>) => {
+      track(new DeltaStream(call, ctx, (s) => untrack(s as DeltaStream), allowedNode(call)));
     },
   });
+  for (const svc of opts.services ?? []) grpcServer.addService(svc.definition, svc.implementation as UntypedServiceImplementation);
   let port: number;
+  let tlsListener: TlsListener | undefined;
   try {
-    port = await new Promise<number>((resolve, reject) => {
-      grpcServer.bindAsync(`${opts.listen.host}:${opts.listen.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
-    });
+    if (opts.tls) {
+      // chikai terminates TLS (to log refused handshakes) and gives grpc-js the verified connections.
+      const injector = grpcServer.createConnectionInjector(ServerCredentials.createInsecure());
+      tlsListener = await listenMutualTls(opts.listen.host, opts.listen.port, opts.tls, injector,
+        (client, why) => clientLog.log(client, `xds: refused a connection from ${client}: ${why}`));
+      port = tlsListener.port;
+    } else {
+      port = await new Promise<number>((resolve, reject) => {
+        grpcServer.bindAsync(`${opts.listen.host}:${opts.listen.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      });
+    }
   } catch (err) {
-    cache.stop();
+    builder.stop();
     throw new Error(`xDS server cannot listen on ${opts.listen.host}:${opts.listen.port}: ${(err as Error).message} (pick a free port or stop what holds it)`);
   }
   const clients = () => [...streams].map((s) => s.status());
   let admin: AdminServer | undefined;
   let adminAddress: HostPort | undefined;
   if (opts.admin) {
-    admin = new AdminServer({ cache, metrics, clients, nodeNames: () => opts.model.current.nodes.map((n) => n.name), notReady: opts.notReady });
+    admin = new AdminServer({ cache, metrics, clients, invalidResources: () => builder.invalidResources(), nodeNames: () => opts.model.current.nodes.map((n) => n.name), notReady: opts.notReady });
     try {
       const a = await admin.listen(opts.admin.host, opts.admin.port);
       adminAddress = { host: a.address, port: a.port };
     } catch (err) {
-      cache.stop();
+      builder.stop();
       grpcServer.forceShutdown();
       throw new Error(`xDS admin server cannot listen on ${opts.admin.host}:${opts.admin.port}: ${(err as Error).message} (pick a free port or stop what holds it)`);
     }
@@ -164,14 +225,16 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     address: { host: opts.listen.host, port },
     adminAddress,
     cache,
+    builder,
     metrics,
     clients,
-    invalidResources: () => cache.invalidResources(),
-    recompute: () => cache.recompute(),
+    invalidResources: () => builder.invalidResources(),
+    recompute: () => builder.recompute(),
     async close() {
       if (closed) return;
       closed = true;
-      cache.stop();
+      builder.stop();
+      await tlsListener?.close();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           grpcServer.forceShutdown();
@@ -183,7 +246,6 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
         });
         // Open ADS and LRS streams never end on their own; closing them lets tryShutdown finish.
         for (const s of streams) s.end();
-        gatewayLoad?.close();
       });
       await admin?.close();
     },

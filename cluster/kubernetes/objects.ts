@@ -68,9 +68,9 @@ export function metaOf(obj: unknown): ObjectMetaView | undefined {
 // ---- Node -----------------------------------------------------------------------------
 
 /**
- * A Node as the model sees it. The address is the InternalIP: proxies probe and reach
- * each other there (the proxy's traffic port is a hostPort). Undefined when the node has
- * no usable address yet.
+ * A Node as the model sees it. The address is the InternalIP until the node's proxy pod is
+ * known (proxyAddressesFrom replaces it: proxies and gateways reach a proxy pod to pod, no
+ * host port). Undefined when the node has no usable address yet.
  */
 export function nodeInfoFrom(obj: unknown): NodeInfo | undefined {
   const meta = metaOf(obj);
@@ -195,4 +195,28 @@ export function mergeSliceEndpoints(slices: readonly unknown[]): EndpointInfo[] 
     }
   }
   return [...byPod.values()].sort((a, b) => (a.revision === b.revision ? a.pod.localeCompare(b.pod) : a.revision.localeCompare(b.revision)));
+}
+
+// ---- the proxies' own EndpointSlices ---------------------------------------------------
+
+/**
+ * Where each node's chikai proxy pod is, from the EndpointSlices of the proxies' Service:
+ * node name → pod address. A ready endpoint wins over one that is not (a pod being
+ * replaced); endpoints without a node or an address are left out.
+ */
+export function proxyAddressesFrom(slices: readonly unknown[]): Map<string, string> {
+  const out = new Map<string, { address: string; ready: boolean }>();
+  for (const s of slices) {
+    for (const raw of asArray(asObject(s)?.['endpoints'])) {
+      const e = asObject(raw);
+      const address = asString(asArray(e?.['addresses'])[0]);
+      const node = asString(e?.['nodeName']);
+      if (!address || !node) continue;
+      const cond = asObject(e?.['conditions']) ?? {};
+      const ready = cond['ready'] !== false && cond['terminating'] !== true;
+      const seen = out.get(node);
+      if (!seen || (!seen.ready && ready)) out.set(node, { address, ready });
+    }
+  }
+  return new Map([...out].map(([node, p]) => [node, p.address]));
 }

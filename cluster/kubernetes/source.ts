@@ -1,7 +1,7 @@
 // The Kubernetes API as the source of the cluster model. One informer (list + watch,
 // resumed from the last resourceVersion, re-listed on 410 Gone) per resource:
 //   Nodes → nodes; Knative Revisions → revisions; EndpointSlices of Knative's private
-//   services → endpoints; Knative Ingresses → IngressRoutes (xDS server only).
+//   services → endpoints; the proxies' own EndpointSlices → each node's proxy address; Knative Ingresses → IngressRoutes (xDS server only).
 // The model is rebuilt from the informers' caches, coalesced, after any change, so a
 // re-list that deletes objects and a watch event take the same path.
 import { EventEmitter } from 'node:events';
@@ -9,7 +9,7 @@ import type { Informer, KubernetesListObject, KubernetesObject, ObjectCache } fr
 import { ClusterModel, type ClusterState, type EndpointInfo, type NodeInfo, type RevisionInfo } from '../model.js';
 import { loadKubernetesClient, type KubeConfig } from './client.js';
 import { KOURIER_INGRESS_CLASS, ingressRoutesFrom, type IngressRoutes } from './ingress.js';
-import { PRIVATE_SERVICE_SELECTOR, asObject, mergeSliceEndpoints, nodeInfoFrom, revisionInfoFrom } from './objects.js';
+import { PRIVATE_SERVICE_SELECTOR, SERVICE_NAME_LABEL, asObject, mergeSliceEndpoints, nodeInfoFrom, proxyAddressesFrom, revisionInfoFrom } from './objects.js';
 
 export interface KubernetesSourceOptions {
   readonly kubeConfig: KubeConfig;
@@ -17,6 +17,12 @@ export interface KubernetesSourceOptions {
   readonly model?: ClusterModel;
   /** Watch Revisions, EndpointSlices and Ingresses of this namespace only (Nodes are cluster-wide). */
   readonly namespace?: string;
+  /**
+   * The proxies' Service: its EndpointSlices give each node's proxy pod address, which
+   * becomes the node's address in the model (RTT probes, gateways' fallback to the proxy).
+   * Absent: nodes keep their InternalIP.
+   */
+  readonly proxies?: { readonly namespace: string; readonly service: string };
   /** Also watch Knative Ingresses (the xDS server needs them, the proxy does not). */
   readonly readIngresses?: boolean;
   /** Only Ingresses of this class; null takes every class. Default: Kourier's. */
@@ -78,6 +84,8 @@ class WatchedResource {
 }
 
 const DEFAULT_SYNC_TIMEOUT_MS = 60_000;
+/** The informer of the proxies' own EndpointSlices. */
+const PROXY_SLICES = 'endpointslices.discovery.k8s.io (chikai proxies)';
 
 /** A list result from the API, checked: CustomObjectsApi returns untyped JSON. */
 function asList(v: unknown, resource: string): KubernetesListObject<Obj> {
@@ -198,6 +206,18 @@ export class KubernetesSource extends EventEmitter<KubernetesSourceEvents> {
         missing: 'the API server does not serve discovery.k8s.io/v1 EndpointSlices (Kubernetes >= 1.21 is required)',
       },
     ];
+    const proxies = this.opts.proxies;
+    if (proxies) {
+      const selector = `${SERVICE_NAME_LABEL}=${proxies.service}`;
+      specs.push({
+        resource: PROXY_SLICES,
+        path: `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(proxies.namespace)}/endpointslices`,
+        labelSelector: selector,
+        list: async () => asList(await discovery.listNamespacedEndpointSlice({ namespace: proxies.namespace, labelSelector: selector }), 'endpointslices'),
+        role: 'chikai-proxy / chikai-xds',
+        missing: 'the API server does not serve discovery.k8s.io/v1 EndpointSlices (Kubernetes >= 1.21 is required)',
+      });
+    }
     if (this.opts.readIngresses) {
       specs.push({
         resource: 'ingresses.networking.internal.knative.dev',
@@ -296,7 +316,12 @@ export class KubernetesSource extends EventEmitter<KubernetesSourceEvents> {
 
   private flush(): void {
     if (this.closed || !this.synced) return;
-    const nodes: NodeInfo[] = this.cached('nodes').map(nodeInfoFrom).filter((n): n is NodeInfo => !!n).sort((a, b) => a.name.localeCompare(b.name));
+    const proxyAt = proxyAddressesFrom(this.cached(PROXY_SLICES));
+    const nodes: NodeInfo[] = this.cached('nodes')
+      .map(nodeInfoFrom)
+      .filter((n): n is NodeInfo => !!n)
+      .map((n) => ({ ...n, address: proxyAt.get(n.name) ?? n.address }))
+      .sort((a, b) => a.name.localeCompare(b.name));
     const revisions: RevisionInfo[] = this.cached('revisions.serving.knative.dev')
       .map(revisionInfoFrom)
       .filter((r): r is RevisionInfo => !!r)

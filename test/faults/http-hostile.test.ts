@@ -134,7 +134,9 @@ t.test('hostile HTTP: each input gets its documented answer while a normal load 
 
 t.test(`${scale(2000, 10000)} concurrent idle connections: normal load still served, memory bounded, closed after the headers timeout`, async (t) => {
   const headersTimeout = scale(8, 25);
-  const p = await startProxyProcess(t, { pods: 2, proxyExtra: `headersTimeoutSeconds: ${headersTimeout}` });
+  // Uncapped (maxIdleConnectionsPerClient 0): what each idle connection costs, at a scale
+  // one client could not reach with the default cap (test/proxy-client-limit.test.ts).
+  const p = await startProxyProcess(t, { pods: 2, proxyExtra: `headersTimeoutSeconds: ${headersTimeout}, maxIdleConnectionsPerClient: 0` });
   const n = scale(2000, 10000);
   const base = await remoteRss(p.adminUrl);
   const rss = new RssSampler(() => remoteRss(p.adminUrl), 200);
