@@ -1,7 +1,7 @@
 // Command line of `npm run bench`: which scenario, how big, where results go. Mistakes
 // exit 2 with a message naming the fix.
 
-export const SCENARIOS = ['paper', 'overhead', 'xds', 'emulation'] as const;
+export const SCENARIOS = ['paper', 'overhead', 'xds', 'emulation', 'coldstart'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchArgs {
@@ -11,7 +11,7 @@ export interface BenchArgs {
   readonly out?: string;
   /** Where the JSON, Markdown and SVG go (default bench/results). */
   readonly resultsDir?: string;
-  /** paper: edge ↔ cloud round trips, ms (jitter follows the paper: 10, 10, 20). */
+  /** paper: edge ↔ cloud round trips, ms (jitter follows the paper: 10, 10, 20); coldstart: delay per node (RTT twice that). */
   readonly latencies?: number[];
   /** paper: users per side at each step. */
   readonly users?: number[];
@@ -32,13 +32,14 @@ export interface BenchArgs {
 
 export class UsageError extends Error {}
 
-export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds|emulation [--quick] [--out FILE] [--results-dir DIR]
+export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds|emulation|coldstart [--quick] [--out FILE] [--results-dir DIR]
   paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--policies knative,chikai,oracle,...]
   overhead: [--seconds N] [--targets direct,chikai,nginx,http-proxy]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
   xds:      [--gateways 10,100,1000] [--revisions 10,100,1000] [--servers chikai,go-control-plane] [--parts fanout,loadreports]
             (CHIKAI_BENCH_CPU_PROF=DIR profiles chikai's xDS server; CHIKAI_BENCH_BASELINE=<another build's
             dist/bench/xds/server-process.js> adds that build as chikai-baseline)
-  emulation: injected RTT against the configured one, emulated pod CPU (real time, printed)`;
+  emulation: injected RTT against the configured one, emulated pod CPU (real time, printed)
+  coldstart: [--latencies 50,70,100]  (netem-style delay per node; RTT twice that) chikai against an activator-like proxy`;
 
 const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--targets', '--gateways', '--revisions', '--servers', '--parts'];
 

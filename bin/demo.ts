@@ -40,6 +40,14 @@ export async function demoCommand(args: string[]): Promise<void> {
   const host = rev ? `${rev.service}.${rev.namespace}.svc.${snap.state.domain}` : 'hello.default.svc.cluster.local';
   const edge = snap.nodes[snap.nodes.length - 1];
   const xdsAdmin = `${file.xds.admin.host}:${stack.xds?.adminAddress?.port}`;
+  const atZero = file.autoscaler.revisions.map((r) => snap.revision(r.revision)).find((r) => r !== undefined);
+  const scaled = atZero && stack.autoscaler
+    ? [
+      `  curl -s -w '%{time_starttransfer} s\\n' -H 'Host: ${atZero.service}.${atZero.namespace}.svc.${snap.state.domain}' ${stack.gatewayUrl(edge.name)}/`,
+      `      # ${atZero.service} is at zero: the first request waits for a pod to start on ${edge.name} (cold start ${file.autoscaler.coldStartSeconds} s),`,
+      `      # the next answer at once; ${file.autoscaler.stableWindowSeconds + file.autoscaler.scaleToZeroGracePeriodSeconds} s without requests and it is gone again`,
+    ]
+    : [];
   const lines = [
     `chikai demo: ${snap.nodes.length} emulated nodes, ${stack.cluster.pods.length + stack.cluster.grpcPods.length} pods, policy ${values.policy ?? file.proxy.policy}`,
     `${envoy.description}`,
@@ -60,10 +68,12 @@ export async function demoCommand(args: string[]): Promise<void> {
     'pods:',
     ...snap.state.endpoints.map((e) => `  ${e.pod.padEnd(28)} ${e.node}  ${e.address}:${e.port}`),
     '',
+    ...(stack.autoscaler ? [`emulated Knative autoscaler (the proxies' stat websocket): ws://${stack.autoscaler.address.host}:${stack.autoscaler.address.port}, scaling ${file.autoscaler.revisions.map((r) => r.revision).join(', ')}`, ''] : []),
     `xDS server for the Kourier gateways: grpc://${file.xds.listen.host}:${stack.xds?.address.port}  admin http://${xdsAdmin}`,
     '',
     'try:',
     `  curl -si -H 'Host: ${host}' ${stack.gatewayUrl(edge.name)}/          # through ${edge.name}'s gateway`,
+    ...scaled,
     `  curl -s ${stack.gatewayAdminUrl(edge.name)}/clusters | grep ${rev ? `${rev.namespace}/${rev.name}` : ''}    # what Envoy uses`,
     `  curl -s ${stack.gatewayAdminUrl(edge.name)}/stats | grep update_rejected`,
     `  curl -s 'http://${xdsAdmin}/clusters?node=${edge.name}'    # what chikai tells ${edge.name}'s gateway`,

@@ -7,6 +7,8 @@ import { loadClusterFile, DEMO_CLUSTER_FILE, type ClusterFile } from '../cluster
 import { ClusterModel } from '../cluster/model.js';
 import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/cluster.js';
 import type { Exposure } from '../cluster/emulated/network.js';
+import { EmulatedAutoscaler } from '../cluster/emulated/autoscaler.js';
+import { AutoscalerReporter } from '../proxy/autoscaler.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
 import { LoadReporter } from '../proxy/load-reporter.js';
@@ -33,6 +35,14 @@ export interface StackOptions {
   readonly drainSeconds?: number;
   /** Seed for the network's jitter and the pods' service times. */
   readonly seed?: number;
+  /** Charge TCP's handshake on new connections through the emulated network (cold-start bench). */
+  readonly tcpHandshake?: boolean;
+  /**
+   * The emulated Knative autoscaler, which runs when the file scales revisions
+   * (`autoscaler.revisions`): where it listens (default: the file's, or a free port when
+   * `proxyPort` is 0), or false for none. Every proxy reports to it over the stat websocket.
+   */
+  readonly autoscaler?: { readonly listen?: HostPort; readonly log?: (line: string) => void } | false;
   /** Also run the xDS server (the Kourier gateways' control plane) on these addresses. */
   readonly xds?: {
     readonly listen: HostPort;
@@ -60,6 +70,8 @@ export interface EmulatedStack {
   readonly model: ClusterModel;
   readonly cluster: EmulatedCluster;
   readonly proxies: ReadonlyMap<string, NodeProxy>;
+  /** The emulated Knative autoscaler, when the file scales revisions. */
+  readonly autoscaler: EmulatedAutoscaler | undefined;
   /** The xDS server, when asked for; it weighs localities with the proxies' and gateways' load reports. */
   readonly xds: XdsServer | undefined;
   /** The Envoy gateways, when asked for. */
@@ -110,15 +122,30 @@ async function exposeOnEveryNode(cluster: EmulatedCluster, proxies: ReadonlyMap<
 export async function startEmulatedStack(opts: StackOptions = {}): Promise<EmulatedStack> {
   const file = opts.file ?? loadClusterFile(DEMO_CLUSTER_FILE);
   const model = new ClusterModel(file.state);
-  const cluster = await startEmulatedCluster({ model, pods: file.pods, seed: opts.seed });
+  const cluster = await startEmulatedCluster({ model, pods: file.pods, seed: opts.seed, tcpHandshake: opts.tcpHandshake });
   const proxies = new Map<string, NodeProxy>();
+  const statReporters: AutoscalerReporter[] = [];
+  let autoscaler: EmulatedAutoscaler | undefined;
   // Every proxy listens on its node's hidden address and is reached through the emulated
   // network on the node address, so proxy-to-proxy traffic (RTT probes, failover) pays the
   // inter-node latency. All nodes use one port, as a DaemonSet would.
   let proxyPort = opts.proxyPort ?? file.proxy.port;
   let h2cPort = opts.h2cPort ?? (opts.proxyPort === 0 ? 0 : file.proxy.h2cPort);
   try {
+    let autoscalerUrl: string | undefined;
+    if (opts.autoscaler !== false && file.autoscaler.revisions.length > 0) {
+      const listen = opts.autoscaler?.listen ?? (opts.proxyPort === 0 ? { host: file.autoscaler.listen.host, port: 0 } : file.autoscaler.listen);
+      autoscaler = new EmulatedAutoscaler({ cluster, settings: file.autoscaler, maxPods: file.maxPods, listen, log: opts.autoscaler?.log });
+      const a = await autoscaler.start();
+      autoscalerUrl = `ws://${a.host === '0.0.0.0' ? '127.0.0.1' : a.host}:${a.port}`;
+    }
     for (const node of model.current.nodes) {
+      // Each proxy reports from its node's address: that is how the autoscaler knows where demand is.
+      const reporter = autoscalerUrl ? new AutoscalerReporter({ url: autoscalerUrl, podName: `chikai-proxy-${node.name}`, localAddress: node.address }) : undefined;
+      if (reporter) {
+        statReporters.push(reporter);
+        reporter.start();
+      }
       const proxy = new NodeProxy({
         model,
         node: node.name,
@@ -133,6 +160,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
         headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
         maxIdleConnectionsPerClient: file.proxy.maxIdleConnectionsPerClient,
         localAddress: node.address,
+        concurrency: reporter,
       });
       proxies.set(node.name, proxy);
       await proxy.start();
@@ -143,11 +171,15 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     for (const p of proxies.values()) p.setPeerPort(proxyPort);
   } catch (err) {
     await Promise.all([...proxies.values()].map((p) => p.close()));
+    await Promise.all(statReporters.map((r) => r.close()));
+    await autoscaler?.close();
     await cluster.close();
     throw err;
   }
   const closeProxiesAndCluster = async () => {
     await Promise.all([...proxies.values()].map((p) => p.close()));
+    await Promise.all(statReporters.map((r) => r.close()));
+    await autoscaler?.close();
     await cluster.close();
   };
   const xdsSettings = opts.xds ?? (opts.gateways ? { listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } } : undefined);
@@ -225,6 +257,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
     model,
     cluster,
     proxies,
+    autoscaler,
     get xds() {
       return xds;
     },

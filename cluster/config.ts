@@ -49,10 +49,38 @@ export interface XdsSettings {
   readonly admin: { readonly host: string; readonly port: number };
 }
 
+/** A revision the emulated autoscaler scales between zero and one pod, and the pod it starts. */
+export interface ScaledRevision {
+  readonly revision: string;
+  readonly serviceTimeMs?: { readonly min: number; readonly max: number };
+  readonly capacity?: number;
+}
+
+/**
+ * The emulated Knative autoscaler (cluster/emulated/autoscaler.ts). Times follow Knative's
+ * config-autoscaler: `stable-window` (default 60 s) and `scale-to-zero-grace-period`
+ * (default 30 s), both at least 6 s in Knative; the emulation accepts shorter ones (a stable
+ * window of at least 1 s, the proxies' reporting period).
+ */
+export interface AutoscalerSettings {
+  /** Where the stat websocket listens (Knative's autoscaler: port 8080). */
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly stableWindowSeconds: number;
+  readonly scaleToZeroGracePeriodSeconds: number;
+  /** From the scale-up decision to a container that answers. */
+  readonly coldStartSeconds: number;
+  /** The readiness probe's periodSeconds: 0 is Knative's default (queue-proxy polls every 50 ms). */
+  readonly readinessPeriodSeconds: number;
+  readonly revisions: readonly ScaledRevision[];
+}
+
 export interface ClusterFile {
   readonly file: string;
   readonly state: ClusterState;
   readonly pods: readonly PodSpec[];
+  /** Pods each node can hold (`nodes[].maxPods`); a node not listed has no limit. */
+  readonly maxPods: Readonly<Record<string, number>>;
+  readonly autoscaler: AutoscalerSettings;
   readonly proxy: ProxySettings;
   readonly xds: XdsSettings;
   /** The `queue:` section, read by queue/ (it owns that schema). */
@@ -61,6 +89,15 @@ export interface ClusterFile {
 
 export const DEFAULT_PROXY: ProxySettings = { port: 8012, h2cPort: 8013, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15, maxIdleConnectionsPerClient: 2048 };
 export const DEFAULT_XDS: XdsSettings = { listen: { host: '127.0.0.1', port: 18000 }, admin: { host: '127.0.0.1', port: 18080 } };
+/** Knative's defaults (config-autoscaler), a 1 s cold start, nothing scaled. */
+export const DEFAULT_AUTOSCALER: AutoscalerSettings = {
+  listen: { host: '127.0.0.1', port: 8080 },
+  stableWindowSeconds: 60,
+  scaleToZeroGracePeriodSeconds: 30,
+  coldStartSeconds: 1,
+  readinessPeriodSeconds: 0,
+  revisions: [],
+};
 
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
@@ -78,18 +115,20 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
   const r = ConfigReader.fromYaml(text, file);
   const top = r.get();
   if (top === null || typeof top !== 'object' || Array.isArray(top)) throw new ConfigError(file, '(top level)', 'a mapping with nodes, latency, revisions and pods or endpoints');
-  const known = new Set(['domain', 'externalDomains', 'nodes', 'latency', 'revisions', 'endpoints', 'pods', 'proxy', 'queue', 'xds']);
+  const known = new Set(['domain', 'externalDomains', 'nodes', 'latency', 'revisions', 'endpoints', 'pods', 'proxy', 'queue', 'xds', 'autoscaler']);
   for (const k of Object.keys(top)) if (!known.has(k)) r.fail([k], `one of the top-level fields ${[...known].join(', ')}`, k);
 
   const domain = r.string(['domain'], 'cluster.local');
   const externalDomains = r.list(['externalDomains'], false).map((_, i) => r.string(['externalDomains', i]).toLowerCase());
 
+  const maxPods: Record<string, number> = {};
   const nodes: NodeInfo[] = r.list(['nodes'], true).map((_, i) => {
-    r.mapping(['nodes', i], undefined);
+    r.mapping(['nodes', i], ['name', 'region', 'zone', 'address', 'maxPods']);
     const name = r.string(['nodes', i, 'name']);
     if (!NAME.test(name)) r.fail(['nodes', i, 'name'], 'a Kubernetes node name (lower-case letters, digits, - and .)', name);
     const address = r.string(['nodes', i, 'address']);
     if (!isIPv4(address)) r.fail(['nodes', i, 'address'], 'an IPv4 address (emulated nodes use 127.0.1.N)', address);
+    if (r.get(['nodes', i, 'maxPods']) !== undefined) maxPods[name] = r.integer(['nodes', i, 'maxPods'], undefined, 0, 10_000);
     return { name, address, region: r.string(['nodes', i, 'region'], 'default'), zone: r.string(['nodes', i, 'zone'], 'default') };
   });
   if (nodes.length === 0) r.fail(['nodes'], 'at least one node');
@@ -165,6 +204,13 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     const name = r.get(p('name')) === undefined ? undefined : r.string(p('name'));
     return { name, revision: revisionField(p('revision')), node: nodeField(p('node')), serviceTimeMs, capacity: r.number(p('capacity'), 1, 1, 10_000, true) };
   });
+  const podsOn = new Map<string, number>();
+  pods.forEach((pod, i) => {
+    const n = (podsOn.get(pod.node) ?? 0) + 1;
+    podsOn.set(pod.node, n);
+    const room = maxPods[pod.node];
+    if (room !== undefined && n > room) r.fail(['pods', i, 'node'], `a node with room for the pod (${pod.node} has maxPods ${room})`, pod.node);
+  });
 
   const proxy: ProxySettings = {
     port: r.number(['proxy', 'port'], DEFAULT_PROXY.port, 1, 65535, true),
@@ -186,10 +232,40 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
   };
   const xds: XdsSettings = { listen: hostPort(['xds', 'listen'], DEFAULT_XDS.listen), admin: hostPort(['xds', 'admin'], DEFAULT_XDS.admin) };
 
+  const a = (f: string): ConfigPath => ['autoscaler', f];
+  r.mapping(['autoscaler'], ['listen', 'stableWindowSeconds', 'scaleToZeroGracePeriodSeconds', 'coldStartSeconds', 'readinessPeriodSeconds', 'revisions'], false);
+  const scaled: ScaledRevision[] = r.list(a('revisions'), false).map((_, i) => {
+    const p = (f: string): ConfigPath => ['autoscaler', 'revisions', i, f];
+    r.mapping(['autoscaler', 'revisions', i], ['revision', 'serviceTimeMs', 'capacity']);
+    const revision = revisionField(p('revision'));
+    const withPods = pods.findIndex((pod) => pod.revision === revision);
+    if (withPods >= 0) r.fail(p('revision'), `a revision at zero: one without entries under pods: (pods[${withPods}] is one of ${revision})`, revision);
+    const st = r.mapping(p('serviceTimeMs'), ['min', 'max'], false);
+    const serviceTimeMs = st
+      ? { min: r.number(['autoscaler', 'revisions', i, 'serviceTimeMs', 'min'], undefined, 0, 600_000), max: r.number(['autoscaler', 'revisions', i, 'serviceTimeMs', 'max'], undefined, 0, 600_000) }
+      : undefined;
+    if (serviceTimeMs && serviceTimeMs.max < serviceTimeMs.min) r.fail(['autoscaler', 'revisions', i, 'serviceTimeMs', 'max'], `a number ≥ min (${serviceTimeMs.min})`, serviceTimeMs.max);
+    return { revision, serviceTimeMs, capacity: r.number(p('capacity'), 1, 1, 10_000, true) };
+  });
+  scaled.forEach((s, i) => {
+    if (scaled.findIndex((o) => o.revision === s.revision) !== i) r.fail(['autoscaler', 'revisions', i, 'revision'], 'a revision listed once', s.revision);
+  });
+  const autoscaler: AutoscalerSettings = {
+    listen: hostPort(a('listen'), DEFAULT_AUTOSCALER.listen),
+    // The proxies report every second: a shorter window would see gaps in steady demand.
+    stableWindowSeconds: r.number(a('stableWindowSeconds'), DEFAULT_AUTOSCALER.stableWindowSeconds, 1, 3600),
+    scaleToZeroGracePeriodSeconds: r.number(a('scaleToZeroGracePeriodSeconds'), DEFAULT_AUTOSCALER.scaleToZeroGracePeriodSeconds, 0, 3600),
+    coldStartSeconds: r.number(a('coldStartSeconds'), DEFAULT_AUTOSCALER.coldStartSeconds, 0, 600),
+    readinessPeriodSeconds: r.integer(a('readinessPeriodSeconds'), DEFAULT_AUTOSCALER.readinessPeriodSeconds, 0, 3600),
+    revisions: scaled,
+  };
+
   return {
     file,
     state: { domain, externalDomains, nodes, revisions, endpoints, latency },
     pods,
+    maxPods,
+    autoscaler,
     proxy,
     xds,
     queue: readQueueConfig(r.section(['queue'])),

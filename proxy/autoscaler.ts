@@ -41,6 +41,24 @@ function setFields<T extends object>(fields: T): Partial<T> {
   return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined && v !== 0 && v !== '')) as Partial<T>;
 }
 
+/** The stats in one binary frame; throws when the frame is no WireStatMessages. */
+export function decodeWireStatMessages(frame: Uint8Array): StatMessage[] {
+  const decoded = WireStatMessagesType.toObject(WireStatMessagesType.decode(frame), { defaults: true, longs: Number }) as {
+    messages: { namespace: string; name: string; stat?: Omit<StatMessage, 'namespace' | 'name'> }[];
+  };
+  return decoded.messages.map((m) => ({
+    namespace: m.namespace,
+    name: m.name,
+    podName: m.stat?.podName ?? '',
+    averageConcurrentRequests: m.stat?.averageConcurrentRequests ?? 0,
+    requestCount: m.stat?.requestCount ?? 0,
+    averageProxiedConcurrentRequests: m.stat?.averageProxiedConcurrentRequests ?? 0,
+    proxiedRequestCount: m.stat?.proxiedRequestCount ?? 0,
+    processUptime: m.stat?.processUptime ?? 0,
+    timestamp: m.stat?.timestamp ?? 0,
+  }));
+}
+
 /** metrics.WireStatMessages holding the given stats, ready to send as one binary frame. */
 export function encodeWireStatMessages(messages: readonly StatMessage[]): Buffer {
   const wire = messages.map((m) => ({
@@ -74,6 +92,8 @@ export interface AutoscalerReporterOptions {
   readonly onWarning?: (message: string) => void;
   /** Time for the periods and the averaging (tests move a manual clock). */
   readonly clock?: Clock;
+  /** Source address of the connection (the node's own, so the receiver knows the node). */
+  readonly localAddress?: string;
 }
 
 interface RevisionLoad {
@@ -235,7 +255,7 @@ export class AutoscalerReporter {
     if (this.closed) return;
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.url, { handshakeTimeout: 5000, perMessageDeflate: false });
+      ws = new WebSocket(this.url, { handshakeTimeout: 5000, perMessageDeflate: false, localAddress: this.opts.localAddress });
     } catch (err) {
       this.outage(err);
       this.scheduleReconnect();

@@ -10,6 +10,7 @@
 //   resolve      revision from the Knative headers or Host (404); the request's context
 //   body limit   a declared body over maxBodyBytes (413)
 //   concurrency  the autoscaler's concurrency report, and its cold-start stat
+//   cold start   a request at zero is held until its response starts: gauge and histogram
 //   timeout      the revision's timeoutSeconds
 //   retry        a second try on another pod when the first failed before any byte
 //   admit        a slot on a pod the policy chose, waiting in the revision's queue
@@ -29,6 +30,7 @@ import type { PodSlots } from './slots.js';
 import { admitStep } from './steps/admit.js';
 import { attemptStep } from './steps/attempt.js';
 import { bodyLimitStep } from './steps/body-limit.js';
+import { coldStartStep } from './steps/cold-start.js';
 import { concurrencyStep, type ConcurrencyReporter } from './steps/concurrency.js';
 import type { Lifecycle } from './steps/lifecycle.js';
 import { metricsStep } from './steps/metrics.js';
@@ -58,7 +60,8 @@ export function requestChain(d: ChainDeps): Handler<Exchange> {
   const admitted = admitStep(d.slots, attempt);
   const retried = retryStep(d.metrics, admitted);
   const timed = timeoutStep(d.clock, retried);
-  const reported = concurrencyStep(d.concurrency, timed);
+  const held = coldStartStep(d.metrics, d.clock, timed);
+  const reported = concurrencyStep(d.concurrency, held);
   const limited = bodyLimitStep(d.maxBodyBytes, reported);
   const resolved = resolveStep(d.model, limited);
   const targeted = requestTargetStep(resolved);

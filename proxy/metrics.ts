@@ -8,6 +8,8 @@ export class ProxyMetrics {
   readonly duration: Histogram<'revision' | 'target_node'>;
   readonly inFlight: Gauge<'revision'>;
   readonly buffered: Gauge<'revision'>;
+  readonly heldAtZero: Gauge<'revision'>;
+  readonly coldStart: Histogram<'revision'>;
   readonly queueWait: Histogram<'revision' | 'outcome'>;
   readonly retries: Counter<'revision' | 'reason'>;
   readonly refusedConnections: Counter<'reason'>;
@@ -51,6 +53,19 @@ export class ProxyMetrics {
       name: 'chikai_requests_buffered',
       help: 'Requests waiting in the proxy for a ready pod or a free slot (queue depth)',
       labelNames: ['revision'],
+      registers: [this.registry],
+    });
+    this.heldAtZero = new Gauge({
+      name: 'chikai_requests_held_at_zero',
+      help: 'Requests that arrived while their revision had no ready pod and have no response yet (demand per revision and node: a scheduler can place the first pod by it)',
+      labelNames: ['revision'],
+      registers: [this.registry],
+    });
+    this.coldStart = new Histogram({
+      name: 'chikai_cold_start_seconds',
+      help: 'Requests that arrived while their revision had no ready pod: time from arrival to the start of the response',
+      labelNames: ['revision'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300],
       registers: [this.registry],
     });
     this.queueWait = new Histogram({

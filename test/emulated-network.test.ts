@@ -344,3 +344,28 @@ t.test('close() destroys relays and connections', async (t) => {
   backend.server.close();
   await t.rejects(network.expose('node1', 0, { host: '127.0.2.1', port: backend.port }), 'a closed network exposes nothing');
 });
+
+t.test('with tcpHandshake a new connection\'s first bytes wait one round trip more (SYN, SYN-ACK); later ones do not', async (t) => {
+  const clock = new ManualClock();
+  const network = new EmulatedNetwork(new ClusterModel(STEADY), { clock, tcpHandshake: true });
+  const { backend, exposed } = await echoOnNode1(t, network);
+  const s = await connect(exposed.port, exposed.host, '127.0.1.3');
+  t.teardown(() => s.destroy());
+  const got = received(s);
+  s.write('ping\n');
+  await until('the relay to hold the chunk', () => network.stats().queuedBytes === 5);
+  clock.advance(74);
+  t.equal(network.stats().bytes, 0, 'at 74 ms the first request has not reached node1 (50 ms handshake + 25 ms)');
+  clock.advance(1);
+  t.equal(network.stats().bytes, 5, 'at 75 ms it has');
+  await until('the echo to come back into the relay', () => backend.lines.length === 1 && network.stats().queuedBytes === 5);
+  clock.advance(25);
+  t.equal(network.stats().bytes, 10, 'the answer pays the one-way delay only');
+  await until('the client to read the echo', () => got.text === 'ping\n');
+  s.write('again\n');
+  await until('the relay to hold the second chunk', () => network.stats().queuedBytes === 6);
+  clock.advance(24);
+  t.equal(network.stats().bytes, 10, 'an open connection: no handshake again');
+  clock.advance(1);
+  t.equal(network.stats().bytes, 16);
+});

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { ClusterModel, type ClusterState, type RevisionInfo } from '../cluster/model.js';
 import { DEFAULT_QUEUE_CONFIG, QueueDeadlineError, QueueFullError, type QueueEntry } from '../queue/index.js';
 import { requestChain } from '../proxy/chain.js';
-import { EndpointTable, type EndpointState } from '../proxy/endpoints.js';
+import { EndpointState, EndpointTable } from '../proxy/endpoints.js';
 import {
   ClientGoneError,
   RequestTimeoutError,
@@ -31,6 +31,7 @@ import { NoEligibleEndpointError, PodSlots } from '../proxy/slots.js';
 import { admissionFailure } from '../proxy/steps/admit.js';
 import { attemptOutcome } from '../proxy/steps/attempt.js';
 import { bodyLimitStep } from '../proxy/steps/body-limit.js';
+import { coldStartStep } from '../proxy/steps/cold-start.js';
 import { concurrencyStep, type ConcurrencyReporter } from '../proxy/steps/concurrency.js';
 import { Lifecycle } from '../proxy/steps/lifecycle.js';
 import { metricsStep } from '../proxy/steps/metrics.js';
@@ -226,6 +227,49 @@ t.test('concurrency: every request is reported while in the proxy; one for a rev
   t.same(calls, [`start ${REV}`, `end ${REV}`], 'a ready pod: no cold start; the end is reported even when a step throws');
   const inner = outcome(relayed);
   t.equal(concurrencyStep(undefined, inner), inner, 'no autoscaler: the step is left out');
+});
+
+t.test('cold start: a request at zero is held until its response starts, and that wait is the cold-start duration', async (t) => {
+  const clock = new ManualClock(0);
+  const metrics = new ProxyMetrics('node1', false, () => new Map());
+  const value = async (name: string) => {
+    const base = name.replace(/_(sum|count)$/, '');
+    const values = (await metrics.registry.getSingleMetric(base)!.get()).values as { value: number; labels: Record<string, unknown>; metricName?: string }[];
+    return values.find((v) => (v.metricName ?? base) === name && v.labels['revision'] === REV)?.value;
+  };
+  let started: () => void = () => undefined;
+  let finish: () => void = () => undefined;
+  // The pod answers 1.25 s after arrival (the cold start), and the body takes 2 s more.
+  const x = new ScriptedExchange(incoming(HOST), 0, async (_to, _signal, onResponse) => {
+    await new Promise<void>((r) => (started = r));
+    onResponse(200, {}, 1);
+    await new Promise<void>((r) => (finish = r));
+    return { kind: 'done', status: 200 };
+  });
+  const step = coldStartStep(metrics, clock, async (r) => {
+    await r.x.forward(new EndpointState(endpoint('p'), undefined), {}, r.x.signal, () => undefined);
+    return relayed;
+  });
+  const done = step(routed(x, new ClusterModel(state())));
+  await settle();
+  t.equal(await value('chikai_requests_held_at_zero'), 1, 'held while its revision has no ready pod');
+  clock.advance(1250);
+  started();
+  await settle();
+  t.equal(await value('chikai_requests_held_at_zero'), 0, 'no longer held once the response started');
+  clock.advance(2000);
+  finish();
+  await done;
+  t.equal(await value('chikai_cold_start_seconds_sum'), 1.25, 'arrival at zero → response start, not → response end');
+  t.equal(await value('chikai_cold_start_seconds_count'), 1);
+
+  const warm = coldStartStep(metrics, clock, outcome(relayed));
+  await warm(routed(new ScriptedExchange(incoming(HOST), clock.now()), new ClusterModel(state([endpoint('p')]))));
+  t.equal(await value('chikai_cold_start_seconds_count'), 1, 'a request with a ready pod is no cold start');
+  const failing = coldStartStep(metrics, clock, async () => { throw new Error('inner failed'); });
+  await failing(routed(new ScriptedExchange(incoming(HOST), clock.now()), new ClusterModel(state()))).catch(() => undefined);
+  t.equal(await value('chikai_requests_held_at_zero'), 0, 'a request that ends without a response is not held forever');
+  t.equal(await value('chikai_cold_start_seconds_count'), 1, 'nor counted as a cold start');
 });
 
 t.test('timeout: the request is aborted at arrival + timeoutSeconds, not before, and never after it ended', async (t) => {

@@ -23,6 +23,8 @@ export interface EmulatedClusterOptions {
   readonly maxPendingBytes?: number;
   /** Time for the network's delays and the pods' service times. */
   readonly clock?: Clock;
+  /** Charge TCP's handshake on new connections (EmulatedNetworkOptions.tcpHandshake). */
+  readonly tcpHandshake?: boolean;
 }
 
 export interface EmulatedCluster {
@@ -34,8 +36,12 @@ export interface EmulatedCluster {
   /** Pods of h2c revisions (gRPC servers) running now. */
   readonly grpcPods: readonly EmulatedGrpcPod[];
   grpcPod(name: string): EmulatedGrpcPod | undefined;
-  /** Start a pod, expose it on its node and add its endpoint to the model. */
-  addPod(spec: EmulatedPodSpec): Promise<EmulatedPod>;
+  /**
+   * Start a pod, expose it on its node and add its endpoint to the model. With
+   * `starting`, the pod answers readiness probes 503 and its endpoint is not ready until
+   * someone says otherwise (the emulated autoscaler's kubelet does, after its cold start).
+   */
+  addPod(spec: EmulatedPodSpec, options?: { readonly starting?: boolean }): Promise<EmulatedPod>;
   /** The same for a pod of an h2c revision (a gRPC server). */
   addGrpcPod(spec: EmulatedPodSpec): Promise<EmulatedGrpcPod>;
   /** The endpoint leaves the model first, then the pod drains (up to `graceMs`) and closes. */
@@ -58,7 +64,7 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
   const { model } = options;
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32);
   const rand = seededRandom(seed ^ 0x5bd1e995);
-  const network = new EmulatedNetwork(model, { seed, maxPendingBytes: options.maxPendingBytes, clock: options.clock });
+  const network = new EmulatedNetwork(model, { seed, maxPendingBytes: options.maxPendingBytes, clock: options.clock, tcpHandshake: options.tcpHandshake });
   const running = new Map<string, Running>();
   /** Names taken, including pods still starting. */
   const names = new Set<string>();
@@ -86,7 +92,7 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
   const isH2c = (spec: EmulatedPodSpec): boolean => model.current.revision(spec.revision)?.protocol === 'h2c';
 
   /** Start and expose a pod; the caller writes its endpoint. */
-  const launch = async (spec: EmulatedPodSpec): Promise<{ run: Running; endpoint: EndpointInfo }> => {
+  const launch = async (spec: EmulatedPodSpec, starting = false): Promise<{ run: Running; endpoint: EndpointInfo }> => {
     if (closed) throw new Error('emulated cluster is closed');
     const node = model.current.node(spec.node);
     if (!node) throw new Error(`emulated pod: unknown node ${JSON.stringify(spec.node)}`);
@@ -106,6 +112,10 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
         random: seededRandom(Math.floor(rand() * 2 ** 32)),
         clock: options.clock,
       });
+    if (starting) {
+      if (!(pod instanceof EmulatedPod)) throw new Error(`emulated cluster: ${spec.revision} is an h2c revision; its pods cannot start unready`);
+      pod.setReady(false);
+    }
     let exposure: Exposure;
     try {
       const port = await pod.start();
@@ -117,7 +127,7 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
     }
     const run = { pod, exposure };
     running.set(name, run);
-    const endpoint: EndpointInfo = { pod: name, revision: spec.revision, node: spec.node, address: node.address, port: exposure.port, ready: true };
+    const endpoint: EndpointInfo = { pod: name, revision: spec.revision, node: spec.node, address: node.address, port: exposure.port, ready: !starting };
     return { run, endpoint };
   };
 
@@ -138,9 +148,9 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
       const p = running.get(name)?.pod;
       return p instanceof EmulatedGrpcPod ? p : undefined;
     },
-    async addPod(spec) {
+    async addPod(spec, o) {
       if (isH2c(spec)) throw new Error(`emulated cluster: ${spec.revision} is an h2c revision; use addGrpcPod`);
-      const { run, endpoint } = await launch(spec);
+      const { run, endpoint } = await launch(spec, o?.starting ?? false);
       if (!(run.pod instanceof EmulatedPod)) throw new Error('unreachable: an HTTP/1 revision got a gRPC pod');
       model.addEndpoint(endpoint);
       return run.pod;

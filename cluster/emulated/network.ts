@@ -13,8 +13,9 @@
 // now + sampled one-way delay), so byte order is kept even with jitter. The relay reads
 // the link from the model when it samples, so a model change applies to the next chunk.
 //
-// Deliberate simplifications: the TCP handshake is free (a new connection costs one RTT
-// for its first request, not two), and bandwidth is unlimited apart from the relay's
+// Deliberate simplifications: by default the TCP handshake is free (a new connection costs
+// one RTT for its first request, not two; `tcpHandshake` charges it, for scenarios made of
+// new connections such as cold starts), and bandwidth is unlimited apart from the relay's
 // window (`maxPendingBytes` per direction, which bounds memory and so caps throughput at
 // window / one-way delay).
 import net from 'node:net';
@@ -33,6 +34,11 @@ export interface EmulatedNetworkOptions {
   readonly maxPendingBytes?: number;
   /** When chunks fall due (tests move a manual clock). */
   readonly clock?: Clock;
+  /**
+   * Charge TCP's handshake: a connection's first byte leaves one sampled round trip after
+   * the connection was opened, as after SYN and SYN-ACK (default off: free, as before).
+   */
+  readonly tcpHandshake?: boolean;
 }
 
 export interface Exposure {
@@ -217,6 +223,8 @@ class Direction {
   private scheduled = false;
   private paused = false;
   private done = false;
+  /** Nothing leaves before this (clock ms): the end of the TCP handshake when it is charged. */
+  sendableAt = 0;
 
   constructor(
     private readonly net: EmulatedNetwork,
@@ -239,7 +247,7 @@ class Direction {
     if (this.done) return;
     const delay = this.net.sampleOneWayMs(this.from, this.to);
     const now = this.net.scheduler.clock.now();
-    item.due = Math.max(this.lastDue, now + delay);
+    item.due = Math.max(this.lastDue, Math.max(now, this.sendableAt) + delay);
     this.lastDue = item.due;
     if (item.kind === 'data') {
       this.pending += item.data.length;
@@ -401,6 +409,7 @@ class Relay implements Exposure {
     this.sockets.add(backend);
     network.opened();
     const up = new Direction(network, client, backend, from, to);
+    if (network.tcpHandshake) up.sendableAt = network.scheduler.clock.now() + network.sampleOneWayMs(from, to) + network.sampleOneWayMs(to, from);
     const down = new Direction(network, backend, client, to, from);
     let closedCount = 0;
     const onClose = (self: net.Socket, out: Direction, back: Direction) => (hadError: boolean) => {
@@ -424,6 +433,7 @@ class Relay implements Exposure {
 export class EmulatedNetwork {
   readonly scheduler: Scheduler;
   readonly maxPendingBytes: number;
+  readonly tcpHandshake: boolean;
   private readonly normal: () => number;
   private readonly relays = new Set<Relay>();
   private readonly dark = new Set<string>();
@@ -440,6 +450,7 @@ export class EmulatedNetwork {
     options: EmulatedNetworkOptions = {},
   ) {
     this.maxPendingBytes = options.maxPendingBytes ?? DEFAULT_MAX_PENDING;
+    this.tcpHandshake = options.tcpHandshake ?? false;
     this.scheduler = new Scheduler(options.clock ?? systemClock);
     this.normal = normalSampler(seededRandom(options.seed ?? Math.floor(Math.random() * 2 ** 32)));
   }
