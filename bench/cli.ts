@@ -19,6 +19,10 @@ export interface BenchArgs {
   readonly seconds?: number;
   /** paper: policies to run (oracle included unless left out). */
   readonly policies?: string[];
+  /** paper: request paths to measure (gateway: through the Envoy gateways; proxy: straight to the node proxies). */
+  readonly paths?: string[];
+  /** paper: times every system is measured at every step. */
+  readonly rounds?: number;
   /** overhead: which targets to measure (default all). */
   readonly targets?: string[];
   /** xds: gateway counts and revision counts to sweep. */
@@ -29,11 +33,11 @@ export interface BenchArgs {
 export class UsageError extends Error {}
 
 export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds [--quick] [--out FILE] [--results-dir DIR]
-  paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--policies knative,chikai,oracle,...]
-  overhead: [--seconds N] [--targets direct,chikai,nginx,http-proxy]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
+  paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--rounds N] [--paths gateway,proxy] [--policies knative,chikai,oracle,...]
+  overhead: [--seconds N] [--targets direct,chikai,nginx,envoy,http-proxy]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
   xds:      [--gateways 10,100,1000] [--revisions 10,100,1000]`;
 
-const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--targets', '--gateways', '--revisions'];
+const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--paths', '--rounds', '--targets', '--gateways', '--revisions'];
 
 function numbers(flag: string, v: string, min: number): number[] {
   const xs = v.split(',').map((s) => Number(s.trim()));
@@ -64,6 +68,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   const str = (k: string) => (typeof a[k] === 'string' ? (a[k] as string) : undefined);
   const seconds = str('seconds') === undefined ? undefined : numbers('--seconds', str('seconds')!, 1)[0];
   if (seconds !== undefined && !Number.isInteger(seconds)) throw new UsageError(`--seconds: expected a whole number of seconds, got ${seconds}`);
+  const rounds = str('rounds') === undefined ? undefined : numbers('--rounds', str('rounds')!, 1)[0];
+  if (rounds !== undefined && !Number.isInteger(rounds)) throw new UsageError(`--rounds: expected a whole number of rounds, got ${rounds}`);
   return {
     scenario: scenario as Scenario,
     quick: a.quick === true,
@@ -73,6 +79,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     users: str('users') === undefined ? undefined : numbers('--users', str('users')!, 1),
     seconds,
     policies: str('policies')?.split(',').map((s) => s.trim()).filter(Boolean),
+    paths: str('paths')?.split(',').map((s) => s.trim()).filter(Boolean),
+    rounds,
     targets: str('targets')?.split(',').map((s) => s.trim()).filter(Boolean),
     gateways: str('gateways') === undefined ? undefined : numbers('--gateways', str('gateways')!, 1),
     revisions: str('revisions') === undefined ? undefined : numbers('--revisions', str('revisions')!, 1),
