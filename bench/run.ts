@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseBenchArgs, UsageError, type BenchArgs } from './cli.js';
-import { finishMachineInfo, machineInfo } from './machine.js';
+import { finishMachineInfo, machineInfo, sampleLoad } from './machine.js';
 import type { ScenarioContext, ScenarioOutput } from './scenario.js';
 import { runPaper } from './paper/run.js';
 import { runOverhead } from './overhead/run.js';
@@ -25,6 +25,7 @@ async function main(argv: readonly string[]): Promise<number> {
     throw err;
   }
   const machine = machineInfo(argv);
+  sampleLoad(machine);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const ctx: ScenarioContext = { args, machine, log };
   let out: ScenarioOutput;

@@ -83,9 +83,9 @@ export interface PaperResult {
 }
 
 const LAG_RESOLUTION_MS = 5;
-/** Time a step takes beyond its seconds of load: the last connections start 1 s late, answers, draining. */
-const STEP_OVERHEAD_S = 1.6;
-const STACK_START_S = 1.5;
+/** Time a step takes beyond its seconds of load (answers, timeouts at overload, draining), measured. */
+const STEP_OVERHEAD_S = 0.8;
+const STACK_START_S = 0.5;
 /** Probes per step of the oracle's selection, typically. */
 const PROBES_PER_STEP = 3.5;
 
