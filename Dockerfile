@@ -13,6 +13,8 @@ COPY tsconfig.json ./
 COPY bin ./bin
 COPY cluster ./cluster
 COPY gateway ./gateway
+COPY map ./map
+COPY monitor ./monitor
 COPY proxy ./proxy
 COPY queue ./queue
 COPY xds ./xds
@@ -36,7 +38,13 @@ COPY package.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY cluster/demo-cluster.yaml ./cluster/demo-cluster.yaml
+# The autoscaler's stat messages are encoded from this schema at run time.
+COPY proxy/stat.proto ./proxy/stat.proto
 COPY deploy/components/gateway/envoy-bootstrap.yaml ./deploy/components/gateway/envoy-bootstrap.yaml
+# The demo's traffic map page, and the rules and dashboard `chikai monitor` loads.
+COPY map/page.html ./map/page.html
+COPY deploy/components/monitoring/rules.yaml ./deploy/components/monitoring/rules.yaml
+COPY deploy/components/monitoring/dashboards/chikai.json ./deploy/components/monitoring/dashboards/chikai.json
 USER 65532:65532
 EXPOSE 8012 9090 18000 18080
 # The admin port answers /healthz (proxy: 9090; xDS server: set CHIKAI_ADMIN_PORT=18080).

@@ -1,7 +1,7 @@
 // Command line of `npm run bench`: which scenario, how big, where results go. Mistakes
 // exit 2 with a message naming the fix.
 
-export const SCENARIOS = ['paper', 'overhead', 'xds'] as const;
+export const SCENARIOS = ['paper', 'overhead', 'xds', 'emulation'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchArgs {
@@ -32,10 +32,11 @@ export interface BenchArgs {
 
 export class UsageError extends Error {}
 
-export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds [--quick] [--out FILE] [--results-dir DIR]
+export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds|emulation [--quick] [--out FILE] [--results-dir DIR]
   paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--rounds N] [--paths gateway,proxy] [--policies knative,chikai,oracle,...]
   overhead: [--seconds N] [--targets direct,chikai,nginx,envoy,http-proxy]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
-  xds:      [--gateways 10,100,1000] [--revisions 10,100,1000]`;
+  xds:      [--gateways 10,100,1000] [--revisions 10,100,1000]
+  emulation: injected RTT against the configured one, emulated pod CPU (real time, printed)`;
 
 const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--paths', '--rounds', '--targets', '--gateways', '--revisions'];
 

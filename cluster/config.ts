@@ -4,24 +4,15 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isIPv4 } from 'node:net';
-import { LineCounter, parseDocument, isMap, type Node as YamlNode } from 'yaml';
+import { readQueueConfig, type QueueConfig } from '../queue/config.js';
+import { ConfigError, ConfigReader, type ConfigPath } from './config-reader.js';
 import type { ClusterState, EndpointInfo, LinkLatency, NodeInfo, RevisionInfo } from './model.js';
 import { revisionKey } from './model.js';
 
+export { ConfigError } from './config-reader.js';
+
 /** The demo's cluster: the research paper's three nodes (two cloud, one edge). */
 export const DEMO_CLUSTER_FILE = fileURLToPath(new URL('../../cluster/demo-cluster.yaml', import.meta.url));
-
-export class ConfigError extends Error {
-  constructor(
-    readonly file: string,
-    readonly field: string,
-    readonly expected: string,
-    readonly line?: number,
-  ) {
-    super(`${file}${line ? `:${line}` : ''}: ${field}: expected ${expected}`);
-    this.name = 'ConfigError';
-  }
-}
 
 /** An emulated pod (demo, benches, tests): where it runs and how it behaves. */
 export interface PodSpec {
@@ -56,86 +47,12 @@ export interface ClusterFile {
   readonly pods: readonly PodSpec[];
   readonly proxy: ProxySettings;
   readonly xds: XdsSettings;
-  /** The raw `queue:` section, parsed by queue/ (it owns that schema). */
-  readonly queue: unknown;
+  /** The `queue:` section, read by queue/ (it owns that schema). */
+  readonly queue: QueueConfig;
 }
 
 export const DEFAULT_PROXY: ProxySettings = { port: 8012, adminPort: 9090, policy: 'chikai', drainSeconds: 45, maxBodyBytes: 0, headersTimeoutSeconds: 15 };
 export const DEFAULT_XDS: XdsSettings = { listen: { host: '127.0.0.1', port: 18000 }, admin: { host: '127.0.0.1', port: 18080 } };
-
-type Path = (string | number)[];
-
-/** Reads fields out of a parsed YAML document and reports mistakes with file, line and field. */
-class Reader {
-  constructor(
-    private readonly file: string,
-    private readonly doc: ReturnType<typeof parseDocument>,
-    private readonly lines: LineCounter,
-  ) {}
-
-  fail(path: Path, expected: string, got?: unknown): never {
-    const node = this.doc.getIn(path, true) as YamlNode | undefined;
-    const offset = node?.range?.[0];
-    const line = offset !== undefined ? this.lines.linePos(offset).line : undefined;
-    const shown = got === undefined ? '' : `, got ${JSON.stringify(got)}`;
-    throw new ConfigError(this.file, fieldName(path), expected + shown, line);
-  }
-
-  string(path: Path, dflt?: string): string {
-    const v = getPlain(this.js, path);
-    if (v === undefined && dflt !== undefined) return dflt;
-    if (typeof v !== 'string' || v.trim() === '') this.fail(path, 'a non-empty string', v);
-    return v;
-  }
-
-  number(path: Path, dflt: number | undefined, min: number, max = Number.MAX_SAFE_INTEGER, integer = false): number {
-    const v = getPlain(this.js, path);
-    if (v === undefined && dflt !== undefined) return dflt;
-    const what = `${integer ? 'an integer' : 'a number'} from ${min} to ${max}`;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) this.fail(path, what, v);
-    return v;
-  }
-
-  boolean(path: Path, dflt: boolean): boolean {
-    const v = getPlain(this.js, path);
-    if (v === undefined) return dflt;
-    if (typeof v !== 'boolean') this.fail(path, 'true or false', v);
-    return v;
-  }
-
-  list(path: Path, required: boolean): unknown[] {
-    const v = getPlain(this.js, path);
-    if (v === undefined && !required) return [];
-    if (!Array.isArray(v)) this.fail(path, 'a list', v);
-    return v;
-  }
-
-  map(path: Path, required: boolean): Record<string, unknown> | undefined {
-    const v = getPlain(this.js, path);
-    if (v === undefined && !required) return undefined;
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(path, 'a mapping', v);
-    return v as Record<string, unknown>;
-  }
-
-  get js(): unknown {
-    this.cache ??= this.doc.toJS() as unknown;
-    return this.cache;
-  }
-  private cache: unknown;
-}
-
-function getPlain(root: unknown, path: Path): unknown {
-  let cur = root;
-  for (const k of path) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<string | number, unknown>)[k];
-  }
-  return cur;
-}
-
-function fieldName(path: Path): string {
-  return path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${k}` : k), '') || '(top level)';
-}
 
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
@@ -150,24 +67,17 @@ export function loadClusterFile(file: string): ClusterFile {
 }
 
 export function parseClusterFile(text: string, file: string): ClusterFile {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0];
-    const line = lines.linePos(e.pos[0]).line;
-    throw new ConfigError(file, '(syntax)', `valid YAML (${e.message.split('\n')[0]})`, line);
-  }
-  if (!isMap(doc.contents)) throw new ConfigError(file, '(top level)', 'a mapping with nodes, latency, revisions and pods or endpoints');
-  const r = new Reader(file, doc, lines);
-
+  const r = ConfigReader.fromYaml(text, file);
+  const top = r.get();
+  if (top === null || typeof top !== 'object' || Array.isArray(top)) throw new ConfigError(file, '(top level)', 'a mapping with nodes, latency, revisions and pods or endpoints');
   const known = new Set(['domain', 'externalDomains', 'nodes', 'latency', 'revisions', 'endpoints', 'pods', 'proxy', 'queue', 'xds']);
-  for (const k of Object.keys(r.js as object)) if (!known.has(k)) r.fail([k], `one of the top-level fields ${[...known].join(', ')}`, k);
+  for (const k of Object.keys(top)) if (!known.has(k)) r.fail([k], `one of the top-level fields ${[...known].join(', ')}`, k);
 
   const domain = r.string(['domain'], 'cluster.local');
   const externalDomains = r.list(['externalDomains'], false).map((_, i) => r.string(['externalDomains', i]).toLowerCase());
 
   const nodes: NodeInfo[] = r.list(['nodes'], true).map((_, i) => {
-    r.map(['nodes', i], true);
+    r.mapping(['nodes', i], undefined);
     const name = r.string(['nodes', i, 'name']);
     if (!NAME.test(name)) r.fail(['nodes', i, 'name'], 'a Kubernetes node name (lower-case letters, digits, - and .)', name);
     const address = r.string(['nodes', i, 'address']);
@@ -180,7 +90,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     if (nodeNames.has(n.name)) r.fail(['nodes', i, 'name'], 'a node name used once', n.name);
     nodeNames.add(n.name);
   });
-  const nodeField = (path: Path): string => {
+  const nodeField = (path: ConfigPath): string => {
     const n = r.string(path);
     if (!nodeNames.has(n)) r.fail(path, `one of the nodes (${[...nodeNames].join(', ')})`, n);
     return n;
@@ -198,7 +108,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
   });
 
   const revisions: RevisionInfo[] = r.list(['revisions'], true).map((_, i) => {
-    const p = (f: string): Path => ['revisions', i, f];
+    const p = (f: string): ConfigPath => ['revisions', i, f];
     const protocol = r.string(p('protocol'), 'http1');
     if (protocol !== 'http1' && protocol !== 'h2c') return r.fail(p('protocol'), 'http1 or h2c', protocol);
     return {
@@ -212,14 +122,14 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     };
   });
   const revKeys = new Set(revisions.map((x) => revisionKey(x.namespace, x.name)));
-  const revisionField = (path: Path): string => {
+  const revisionField = (path: ConfigPath): string => {
     const k = r.string(path);
     if (!revKeys.has(k)) r.fail(path, `a revision as <namespace>/<name> (${[...revKeys].join(', ')})`, k);
     return k;
   };
 
   const endpoints: EndpointInfo[] = r.list(['endpoints'], false).map((_, i) => {
-    const p = (f: string): Path => ['endpoints', i, f];
+    const p = (f: string): ConfigPath => ['endpoints', i, f];
     const address = r.string(p('address'));
     if (!isIPv4(address)) r.fail(p('address'), 'an IPv4 address', address);
     return {
@@ -233,13 +143,13 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
   });
 
   const pods: PodSpec[] = r.list(['pods'], false).map((_, i) => {
-    const p = (f: string): Path => ['pods', i, f];
-    const st = r.map(p('serviceTimeMs'), false);
+    const p = (f: string): ConfigPath => ['pods', i, f];
+    const st = r.mapping(p('serviceTimeMs'), ['min', 'max'], false);
     const serviceTimeMs = st
       ? { min: r.number(['pods', i, 'serviceTimeMs', 'min'], undefined, 0, 600_000), max: r.number(['pods', i, 'serviceTimeMs', 'max'], undefined, 0, 600_000) }
       : undefined;
     if (serviceTimeMs && serviceTimeMs.max < serviceTimeMs.min) r.fail(['pods', i, 'serviceTimeMs', 'max'], `a number ≥ min (${serviceTimeMs.min})`, serviceTimeMs.max);
-    const name = getPlain(r.js, p('name')) === undefined ? undefined : r.string(p('name'));
+    const name = r.get(p('name')) === undefined ? undefined : r.string(p('name'));
     return { name, revision: revisionField(p('revision')), node: nodeField(p('node')), serviceTimeMs, capacity: r.number(p('capacity'), 1, 1, 10_000, true) };
   });
 
@@ -252,8 +162,8 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     headersTimeoutSeconds: r.number(['proxy', 'headersTimeoutSeconds'], DEFAULT_PROXY.headersTimeoutSeconds, 1, 600),
   };
 
-  const hostPort = (path: Path, dflt: { host: string; port: number }): { host: string; port: number } => {
-    const v = getPlain(r.js, path);
+  const hostPort = (path: ConfigPath, dflt: { host: string; port: number }): { host: string; port: number } => {
+    const v = r.get(path);
     if (v === undefined) return dflt;
     const m = typeof v === 'string' ? /^(\d+\.\d+\.\d+\.\d+):(\d{1,5})$/.exec(v) : null;
     if (!m || Number(m[2]) > 65535) return r.fail(path, 'host:port, e.g. 127.0.0.1:18000', v);
@@ -267,6 +177,6 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     pods,
     proxy,
     xds,
-    queue: getPlain(r.js, ['queue']),
+    queue: readQueueConfig(r.section(['queue'])),
   };
 }

@@ -14,7 +14,7 @@ export interface LoadView {
   rttMs(from: string, to: string): number | undefined;
   /** False once `to` stopped answering `from`'s probes. */
   reachable(from: string, to: string): boolean;
-  /** Requests at the pod now, counted over every proxy. */
+  /** Requests in flight at the pod now, over every proxy (this one's own plus the others'). */
   inFlight(pod: string): number;
   /** Expected service time of the pod (EWMA), or undefined while unobserved. */
   serviceTimeMs(pod: string): number | undefined;
@@ -39,6 +39,11 @@ export function podCapacity(rev: RevisionInfo | undefined, pod: string, load: Lo
   return Math.max(1, load.capacity(pod) ?? 1);
 }
 
+/** The measured round trip from one node to another, else the configured one (0 inside a node). */
+export function rttOrConfigured(load: LoadView, snapshot: ClusterSnapshot, from: string, to: string): number {
+  return from === to ? 0 : load.rttMs(from, to) ?? snapshot.link(from, to).rttMs;
+}
+
 export function podCostInput(
   snapshot: ClusterSnapshot,
   e: EndpointInfo,
@@ -50,7 +55,7 @@ export function podCostInput(
   return {
     pod: e.pod,
     node: e.node,
-    rttMs: local ? 0 : load.rttMs(fromNode, e.node) ?? snapshot.link(fromNode, e.node).rttMs,
+    rttMs: rttOrConfigured(load, snapshot, fromNode, e.node),
     inFlight: load.inFlight(e.pod),
     capacity: podCapacity(rev, e.pod, load),
     serviceTimeMs: load.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS,

@@ -1,5 +1,6 @@
 // Request concurrency reports to the Knative autoscaler, as the activator sends them:
-// a websocket to the autoscaler carrying binary protobuf WireStatMessages (stat.proto),
+// a websocket to the autoscaler carrying binary protobuf WireStatMessages (stat.proto,
+// encoded with protobufjs),
 // one frame per second with every active revision's time-averaged concurrency and
 // request count, plus an immediate concurrency-1 stat when a revision sees its first
 // request — that stat is what wakes a revision scaled to zero.
@@ -7,7 +8,10 @@
 // The autoscaler being away never blocks or fails a request: frames are dropped while
 // disconnected (the next second's report carries the state again), pending scale-from-
 // zero stats are sent as soon as the connection is back, and reconnects back off.
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
 import WebSocket from 'ws';
+import { every, systemClock, type Clock, type Timer } from '../cluster/clock.js';
 
 export const DEFAULT_AUTOSCALER_URL = 'ws://autoscaler.knative-serving:8080';
 
@@ -28,86 +32,31 @@ export interface StatMessage {
 
 // ---- protobuf encoding ------------------------------------------------------------------
 
-const WIRE_VARINT = 0;
-const WIRE_FIXED64 = 1;
-const WIRE_LENGTH = 2;
+const WireStatMessagesType = protobuf
+  .loadSync(fileURLToPath(new URL('../../proxy/stat.proto', import.meta.url)))
+  .lookupType('metrics.WireStatMessages');
 
-/** Just enough of the protobuf wire format for stat.proto (proto3: zero values are left out). */
-class ProtoWriter {
-  private readonly chunks: Buffer[] = [];
-
-  private varint(value: number | bigint): void {
-    let v = BigInt.asUintN(64, BigInt(value));
-    const out: number[] = [];
-    while (v >= 0x80n) {
-      out.push(Number(v & 0x7fn) | 0x80);
-      v >>= 7n;
-    }
-    out.push(Number(v));
-    this.chunks.push(Buffer.from(out));
-  }
-
-  private tag(field: number, wire: number): void {
-    this.varint((field << 3) | wire);
-  }
-
-  string(field: number, value: string): this {
-    if (value === '') return this;
-    const bytes = Buffer.from(value, 'utf8');
-    this.tag(field, WIRE_LENGTH);
-    this.varint(bytes.length);
-    this.chunks.push(bytes);
-    return this;
-  }
-
-  double(field: number, value: number | undefined): this {
-    if (!value) return this;
-    const b = Buffer.alloc(8);
-    b.writeDoubleLE(value);
-    this.tag(field, WIRE_FIXED64);
-    this.chunks.push(b);
-    return this;
-  }
-
-  int64(field: number, value: number | undefined): this {
-    if (!value) return this;
-    this.tag(field, WIRE_VARINT);
-    this.varint(Math.trunc(value));
-    return this;
-  }
-
-  message(field: number, body: Buffer): this {
-    this.tag(field, WIRE_LENGTH);
-    this.varint(body.length);
-    this.chunks.push(body);
-    return this;
-  }
-
-  finish(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
-
-function encodeStat(m: StatMessage): Buffer {
-  return new ProtoWriter()
-    .string(1, m.podName)
-    .double(2, m.averageConcurrentRequests)
-    .double(3, m.averageProxiedConcurrentRequests)
-    .double(4, m.requestCount)
-    .double(5, m.proxiedRequestCount)
-    .double(6, m.processUptime)
-    .int64(7, m.timestamp)
-    .finish();
+/** proto3 leaves zero values out; only the fields that are set go into the message. */
+function setFields<T extends object>(fields: T): Partial<T> {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined && v !== 0 && v !== '')) as Partial<T>;
 }
 
 /** metrics.WireStatMessages holding the given stats, ready to send as one binary frame. */
 export function encodeWireStatMessages(messages: readonly StatMessage[]): Buffer {
-  const w = new ProtoWriter();
-  for (const m of messages) {
+  const wire = messages.map((m) => ({
+    ...setFields({ namespace: m.namespace, name: m.name }),
     // A message with an empty stat still carries the field, so the receiver sees a non-nil Stat.
-    w.message(1, new ProtoWriter().string(1, m.namespace).string(2, m.name).message(3, encodeStat(m)).finish());
-  }
-  return w.finish();
+    stat: setFields({
+      podName: m.podName,
+      averageConcurrentRequests: m.averageConcurrentRequests,
+      averageProxiedConcurrentRequests: m.averageProxiedConcurrentRequests,
+      requestCount: m.requestCount,
+      proxiedRequestCount: m.proxiedRequestCount,
+      processUptime: m.processUptime,
+      timestamp: m.timestamp === undefined ? undefined : Math.trunc(m.timestamp),
+    }),
+  }));
+  return Buffer.from(WireStatMessagesType.encode(WireStatMessagesType.fromObject({ messages: wire })).finish());
 }
 
 // ---- the reporter -----------------------------------------------------------------------
@@ -123,11 +72,14 @@ export interface AutoscalerReporterOptions {
   readonly reconnect?: { readonly initialMs?: number; readonly maxMs?: number };
   /** Where connection problems are reported (once per outage); default: console.warn. */
   readonly onWarning?: (message: string) => void;
+  /** Time for the periods and the averaging (tests move a manual clock). */
+  readonly clock?: Clock;
 }
 
 interface RevisionLoad {
-  inFlight: number;
-  /** ∫ inFlight dt over the current period, in request·ms. */
+  /** Requests for the revision in this proxy now (queued or forwarded): the concurrency. */
+  active: number;
+  /** ∫ active dt over the current period, in request·ms. */
   area: number;
   lastChange: number;
   periodStart: number;
@@ -152,19 +104,21 @@ export class AutoscalerReporter {
   /** Immediate stats that could not be sent yet (revision keys). */
   private readonly pendingPokes = new Set<string>();
   private socket: WebSocket | undefined;
-  private ticker: NodeJS.Timeout | undefined;
-  private keepalive: NodeJS.Timeout | undefined;
-  private reconnectTimer: NodeJS.Timeout | undefined;
+  private readonly clock: Clock;
+  private ticker: Timer | undefined;
+  private keepalive: Timer | undefined;
+  private reconnectTimer: Timer | undefined;
   private backoffMs: number;
   private started = false;
   private closed = false;
   private awaitingPong = false;
   private warnedOutage = false;
-  /** Counters for metrics and tests. */
-  readonly counts = { framesSent: 0, framesDropped: 0, connects: 0 };
+  /** Connections opened so far. */
+  readonly counts = { connects: 0 };
 
   constructor(private readonly opts: AutoscalerReporterOptions) {
     this.url = opts.url ?? DEFAULT_AUTOSCALER_URL;
+    this.clock = opts.clock ?? systemClock;
     this.intervalMs = opts.intervalMs ?? 1000;
     this.initialBackoffMs = opts.reconnect?.initialMs ?? 200;
     this.maxBackoffMs = opts.reconnect?.maxMs ?? 5000;
@@ -182,10 +136,8 @@ export class AutoscalerReporter {
     if (this.started || this.closed) return;
     this.started = true;
     this.connect();
-    this.ticker = setInterval(() => this.report(), this.intervalMs);
-    this.ticker.unref();
-    this.keepalive = setInterval(() => this.checkAlive(), KEEPALIVE_MS);
-    this.keepalive.unref();
+    this.ticker = every(this.clock, this.intervalMs, () => this.report()).unref();
+    this.keepalive = every(this.clock, KEEPALIVE_MS, () => this.checkAlive()).unref();
   }
 
   /**
@@ -194,26 +146,26 @@ export class AutoscalerReporter {
    * activity is reported at once with concurrency 1, as the activator does.
    */
   requestStarted(revisionKey: string): () => void {
-    const now = performance.now();
+    const now = this.clock.now();
     let load = this.revisions.get(revisionKey);
     if (!load) {
-      load = { inFlight: 0, area: 0, lastChange: now, periodStart: now, requests: 0, firstReported: 1 };
+      load = { active: 0, area: 0, lastChange: now, periodStart: now, requests: 0, firstReported: 1 };
       this.revisions.set(revisionKey, load);
       this.poke(revisionKey, now);
     }
     const l = load;
-    l.area += l.inFlight * (now - l.lastChange);
+    l.area += l.active * (now - l.lastChange);
     l.lastChange = now;
-    l.inFlight += 1;
+    l.active += 1;
     l.requests += 1;
     let finished = false;
     return () => {
       if (finished) return;
       finished = true;
-      const end = performance.now();
-      l.area += l.inFlight * (end - l.lastChange);
+      const end = this.clock.now();
+      l.area += l.active * (end - l.lastChange);
       l.lastChange = end;
-      l.inFlight = Math.max(0, l.inFlight - 1);
+      l.active = Math.max(0, l.active - 1);
     };
   }
 
@@ -222,7 +174,7 @@ export class AutoscalerReporter {
    * (concurrency 1). At most one such stat per revision per reporting period.
    */
   coldStart(revisionKey: string): void {
-    const now = performance.now();
+    const now = this.clock.now();
     const last = this.lastPoke.get(revisionKey);
     if (last !== undefined && now - last < this.intervalMs) return;
     this.poke(revisionKey, now);
@@ -240,13 +192,13 @@ export class AutoscalerReporter {
 
   /** Cut this period's report: time-averaged concurrency and arrivals per revision. */
   private report(): void {
-    const now = performance.now();
+    const now = this.clock.now();
     const messages: StatMessage[] = [];
     for (const [key, l] of this.revisions) {
-      l.area += l.inFlight * (now - l.lastChange);
+      l.area += l.active * (now - l.lastChange);
       l.lastChange = now;
       const elapsed = now - l.periodStart;
-      const average = elapsed > 0 ? l.area / elapsed : l.inFlight;
+      const average = elapsed > 0 ? l.area / elapsed : l.active;
       const [namespace, name] = splitKey(key);
       // The immediate stat already counted one request at concurrency 1.
       messages.push({
@@ -257,7 +209,7 @@ export class AutoscalerReporter {
         requestCount: Math.max(0, l.requests - l.firstReported),
       });
       // A revision idle for a whole period is forgotten: its next request pokes again.
-      if (average === 0 && l.inFlight === 0) this.revisions.delete(key);
+      if (average === 0 && l.active === 0) this.revisions.delete(key);
       l.area = 0;
       l.requests = 0;
       l.periodStart = now;
@@ -267,20 +219,14 @@ export class AutoscalerReporter {
     if (messages.length > 0) this.send(messages);
   }
 
+  /** Send one frame now; false (the frame is dropped) while there is no open, unclogged connection. */
   private send(messages: readonly StatMessage[]): boolean {
     const ws = this.socket;
-    if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > MAX_BUFFERED_BYTES) {
-      this.counts.framesDropped += 1;
-      return false;
-    }
+    if (!ws || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > MAX_BUFFERED_BYTES) return false;
     try {
-      ws.send(encodeWireStatMessages(messages), { binary: true }, (err) => {
-        if (err) this.counts.framesDropped += 1;
-      });
-      this.counts.framesSent += 1;
+      ws.send(encodeWireStatMessages(messages), { binary: true });
       return true;
     } catch {
-      this.counts.framesDropped += 1;
       return false;
     }
   }
@@ -325,11 +271,10 @@ export class AutoscalerReporter {
     if (this.closed || this.reconnectTimer) return;
     const delay = this.backoffMs;
     this.backoffMs = Math.min(this.maxBackoffMs, Math.round(this.backoffMs * (1.6 + Math.random() * 0.4)));
-    this.reconnectTimer = setTimeout(() => {
+    this.reconnectTimer = this.clock.after(delay, () => {
       this.reconnectTimer = undefined;
       this.connect();
-    }, delay);
-    this.reconnectTimer.unref();
+    }).unref();
   }
 
   /** A connection whose peer vanished without closing would swallow frames: ping, and drop it if silent. */
@@ -351,9 +296,9 @@ export class AutoscalerReporter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.ticker) clearInterval(this.ticker);
-    if (this.keepalive) clearInterval(this.keepalive);
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.ticker?.cancel();
+    this.keepalive?.cancel();
+    this.reconnectTimer?.cancel();
     const ws = this.socket;
     this.socket = undefined;
     if (!ws || ws.readyState === WebSocket.CLOSED) return;

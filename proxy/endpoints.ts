@@ -1,13 +1,13 @@
-// Live state of every endpoint this proxy may send to: its connection pool, the requests
-// this proxy has in flight there, and what it has observed of it. Follows the cluster
+// Every endpoint this proxy may send to, with its connection pool. Follows the cluster
 // model: pools open when an endpoint appears and close (after their requests) when it goes.
+// (How many requests are at each pod is counted by PodSlots, proxy/slots.ts.)
 import { Pool } from 'undici';
 import type { ClusterModel, ClusterSnapshot, EndpointInfo } from '../cluster/model.js';
+import { ORCA_HEADER, parseOrcaHeader } from '../cluster/orca.js';
+import { NETWORK_PROBE_HEADER } from './headers.js';
 
 export class EndpointState {
   info: EndpointInfo;
-  /** Requests from this proxy at the endpoint now. */
-  inFlight = 0;
   private poolInstance: Pool | undefined;
 
   constructor(info: EndpointInfo, private readonly localAddress: string | undefined) {
@@ -29,6 +29,16 @@ export class EndpointState {
       pipelining: 1,
     });
     return this.poolInstance;
+  }
+
+  /**
+   * The pod's in-flight count from its ORCA header, asked with a queue-proxy probe (which
+   * the pod answers itself, without a slot); undefined when it does not report one.
+   */
+  async reportedInFlight(timeoutMs = 1000): Promise<number | undefined> {
+    const res = await this.pool.request({ method: 'GET', path: '/', headers: { [NETWORK_PROBE_HEADER]: 'queue' }, signal: AbortSignal.timeout(timeoutMs) });
+    await res.body.dump();
+    return parseOrcaHeader(res.headers[ORCA_HEADER])?.named['in_flight'];
   }
 
   /** Close the pool once its requests finished. */
@@ -97,8 +107,6 @@ export class EndpointTable {
     }
     return out;
   }
-
-  all(): IterableIterator<EndpointState> { return this.byPod.values(); }
 
   async close(): Promise<void> {
     this.model.off('change', this.onChange);

@@ -1,20 +1,12 @@
-// Sends one request to one endpoint and streams the response back, bodies never buffered
-// whole. Tells the caller whether a failure happened before anything was sent back (so the
-// request may be retried elsewhere) or after.
+// Sends one HTTP/1 request to one endpoint and streams the response back, bodies never
+// buffered whole. Tells the caller whether a failure happened before anything was sent
+// back (so the request may be retried elsewhere) or after.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { EndpointState } from './endpoints.js';
+import type { ForwardResult, RequestHeaders, ResponseObserver } from './exchange.js';
 import { downstreamResponseHeaders } from './headers.js';
-
-export type ForwardResult =
-  | { readonly kind: 'done'; readonly status: number }
-  /** No response byte reached the client; `retryable` when the pod never saw the request body. */
-  | { readonly kind: 'failed-before-response'; readonly error: Error; readonly retryable: boolean }
-  /** The client already has the status line: the only thing left is to cut the connection. */
-  | { readonly kind: 'failed-mid-response'; readonly status: number; readonly error: Error }
-  /** A body without Content-Length grew past the limit before the pod answered. */
-  | { readonly kind: 'body-too-large'; readonly limit: number };
 
 /**
  * Passes a body through and fails it once more than `limit` bytes went by: a chunked
@@ -49,7 +41,8 @@ export function requestHasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
-function errorCode(err: unknown): string | undefined {
+/** The error's code, looking through undici's socket wrapper. */
+export function errorCode(err: unknown): string | undefined {
   const e = err as { code?: string; cause?: { code?: string } };
   return e?.code === 'UND_ERR_SOCKET' && e.cause?.code ? e.cause.code : e?.code ?? e?.cause?.code;
 }
@@ -76,18 +69,18 @@ export function forwardRequest(
   req: IncomingMessage,
   res: ServerResponse,
   endpoint: EndpointState,
-  headers: Record<string, string | string[]>,
+  headers: RequestHeaders,
   signal: AbortSignal,
-  /** Response headers arrived, `ttfbMs` after the request was sent. */
-  onResponse?: (status: number, headers: Record<string, string | string[] | undefined>, ttfbMs: number) => void,
+  onResponse: ResponseObserver,
   /** Largest body without Content-Length (0 = unlimited); a declared length is checked before. */
-  maxBodyBytes = 0,
+  maxBodyBytes: number,
+  now: () => number,
 ): Promise<ForwardResult> {
   const hasBody = requestHasBody(req);
   const method = req.method ?? 'GET';
   const limit = hasBody && maxBodyBytes > 0 && req.headers['content-length'] === undefined ? new BodyLimit(maxBodyBytes) : undefined;
   if (limit) req.pipe(limit);
-  const sent = performance.now();
+  const sent = now();
   return new Promise<ForwardResult>((resolve) => {
     let controller: Dispatcher.DispatchController | undefined;
     let status = 0;
@@ -123,7 +116,7 @@ export function forwardRequest(
         // 1xx (100 Continue, 103 Early Hints) are not passed on, as with request().
         if (statusCode < 200) return;
         status = statusCode;
-        onResponse?.(statusCode, upstreamHeaders, performance.now() - sent);
+        onResponse(statusCode, upstreamHeaders, now() - sent);
         if (res.destroyed) {
           c.abort(new Error('client closed the connection'));
           return;

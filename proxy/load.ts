@@ -1,34 +1,37 @@
 // What this proxy knows about load, as the cost model's LoadView: measured round trips
-// (RttProber), each pod's service time (EWMA of what was observed), and each pod's
-// in-flight requests over every proxy — this proxy's own count plus what the pod last
-// reported in its ORCA header about everybody else's.
-import type { LoadView } from '../cluster/load.js';
+// (RttProber), each pod's service time (EWMA of what was observed) and capacity (what the
+// pod reports), and each pod's in-flight requests over every proxy (PodSlots counts them).
+import type { Clock } from '../cluster/clock.js';
+import { DEFAULT_SERVICE_TIME_MS, rttOrConfigured, type LoadView } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
-import { parseOrcaHeader } from '../cluster/orca.js';
+import type { OrcaLoad } from '../cluster/orca.js';
 import type { RttProber } from './rtt.js';
 
-/** How long a pod's ORCA report counts before only this proxy's own count is trusted. */
-const ORCA_TTL_MS = 1000;
 /** Weight of a new service-time sample. */
 const SERVICE_ALPHA = 0.25;
+/**
+ * Without new samples a service-time estimate returns to the default with this time
+ * constant. A pod that looked slow once (a first request on a cold connection, a busy
+ * moment) would otherwise get no traffic, hence no samples, and look slow for ever.
+ */
+const SERVICE_DECAY_MS = 1000;
 
-interface PodLoad {
+interface PodObservations {
   serviceMs: number | undefined;
-  /** In-flight at the pod from other proxies, per its last report. */
-  others: number;
-  reportedAt: number;
+  observedAt: number;
   capacity: number | undefined;
 }
 
 export class NodeLoadTracker implements LoadView {
-  private readonly pods = new Map<string, PodLoad>();
+  private readonly pods = new Map<string, PodObservations>();
 
   constructor(
     readonly node: string,
     private readonly model: ClusterModel,
     private readonly prober: RttProber | undefined,
-    /** This proxy's own in-flight requests at a pod. */
-    private readonly localInFlight: (pod: string) => number,
+    /** In flight at a pod over every proxy (PodSlots). */
+    private readonly podInFlight: (pod: string) => number,
+    private readonly clock: Clock,
   ) {}
 
   rttMs(from: string, to: string): number | undefined {
@@ -43,45 +46,30 @@ export class NodeLoadTracker implements LoadView {
   }
 
   inFlight(pod: string): number {
-    const own = this.localInFlight(pod);
-    const p = this.pods.get(pod);
-    if (!p || performance.now() - p.reportedAt > ORCA_TTL_MS) return own;
-    return own + p.others;
+    return this.podInFlight(pod);
   }
 
+  /** The service-time estimate, decayed toward the default for the time without samples. */
   serviceTimeMs(pod: string): number | undefined {
-    return this.pods.get(pod)?.serviceMs;
+    const p = this.pods.get(pod);
+    if (p?.serviceMs === undefined) return undefined;
+    const keep = Math.exp(-(this.clock.now() - p.observedAt) / SERVICE_DECAY_MS);
+    return DEFAULT_SERVICE_TIME_MS + (p.serviceMs - DEFAULT_SERVICE_TIME_MS) * keep;
   }
 
   capacity(pod: string): number | undefined {
     return this.pods.get(pod)?.capacity;
   }
 
-  private pod(pod: string): PodLoad {
+  /** A response's headers arrived from `pod` on `node` `ttfbMs` after the request was sent. */
+  observe(pod: string, node: string, ttfbMs: number, orca: OrcaLoad | undefined): void {
+    const before = this.serviceTimeMs(pod);
     let p = this.pods.get(pod);
-    if (!p) {
-      p = { serviceMs: undefined, others: 0, reportedAt: 0, capacity: undefined };
-      this.pods.set(pod, p);
-    }
-    return p;
-  }
-
-  /**
-   * A response's headers arrived from `pod` on `node` after `ttfbMs`; `ownInFlight` is
-   * this proxy's count at the pod including this request.
-   */
-  observe(pod: string, node: string, ttfbMs: number, orcaHeader: string | string[] | undefined, ownInFlight: number): void {
-    const p = this.pod(pod);
-    const rtt = node === this.node ? 0 : this.prober?.rttMs(node) ?? this.model.current.link(this.node, node).rttMs;
-    const sample = Math.max(0.1, ttfbMs - rtt);
-    p.serviceMs = p.serviceMs === undefined ? sample : p.serviceMs + SERVICE_ALPHA * (sample - p.serviceMs);
+    if (!p) this.pods.set(pod, (p = { serviceMs: undefined, observedAt: 0, capacity: undefined }));
+    const sample = Math.max(0.1, ttfbMs - rttOrConfigured(this, this.model.current, this.node, node));
+    p.serviceMs = before === undefined ? sample : before + SERVICE_ALPHA * (sample - before);
+    p.observedAt = this.clock.now();
     if (node !== this.node) this.prober?.passiveSample(node, ttfbMs);
-    const orca = parseOrcaHeader(orcaHeader);
-    const reported = orca?.named['in_flight'];
-    if (reported !== undefined) {
-      p.others = Math.max(0, reported - ownInFlight);
-      p.reportedAt = performance.now();
-    }
     const cap = orca?.named['capacity'];
     if (cap !== undefined && cap >= 1) p.capacity = cap;
   }

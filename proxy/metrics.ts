@@ -7,8 +7,6 @@ export class ProxyMetrics {
   readonly requests: Counter<'revision' | 'target_node' | 'code'>;
   readonly duration: Histogram<'revision' | 'target_node'>;
   readonly inFlight: Gauge<'revision'>;
-  /** Requests in flight per revision; exported through `inFlight` when scraped. */
-  readonly inFlightNow = new Map<string, number>();
   readonly buffered: Gauge<'revision'>;
   readonly queueWait: Histogram<'revision' | 'outcome'>;
   readonly retries: Counter<'revision' | 'reason'>;
@@ -17,12 +15,12 @@ export class ProxyMetrics {
   readonly nodeRtt: Gauge<'from' | 'to'>;
   readonly nodeReachable: Gauge<'from' | 'to'>;
 
-  /** One more (+1) or one fewer (-1) request in flight for a revision. */
-  addInFlight(revision: string, delta: 1 | -1): void {
-    this.inFlightNow.set(revision, (this.inFlightNow.get(revision) ?? 0) + delta);
-  }
-
-  constructor(node: string, withProcessMetrics: boolean) {
+  constructor(
+    node: string,
+    withProcessMetrics: boolean,
+    /** This proxy's requests in flight at pods, per revision (PodSlots counts them). */
+    inFlightByRevision: () => Iterable<[string, number]>,
+  ) {
     this.registry.setDefaultLabels({ node });
     if (withProcessMetrics) collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({
@@ -38,15 +36,14 @@ export class ProxyMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [this.registry],
     });
-    const inFlightNow = this.inFlightNow;
     this.inFlight = new Gauge({
       name: 'chikai_requests_in_flight',
-      help: 'Requests being forwarded to a pod now',
+      help: 'Requests this proxy has in flight at pods (holding a slot) now',
       labelNames: ['revision'],
       registers: [this.registry],
-      // Counted in a plain map per request (the hot path) and copied in at scrape time.
+      // Read from the slots' own count at scrape time: nothing to do per request.
       collect() {
-        for (const [revision, n] of inFlightNow) this.set({ revision }, n);
+        for (const [revision, n] of inFlightByRevision()) this.set({ revision }, n);
       },
     });
     this.buffered = new Gauge({

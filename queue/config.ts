@@ -20,9 +20,10 @@
 //         - { set: { x-chikai-queued-ms: '${waitMs}', x-chikai-depth: '${depth}' } }
 //         - { when: { class: low }, setIfAbsent: { x-batch: 'yes' } }
 //
-// A mistake throws a ConfigError naming the source, the field (e.g. queue.hooks.pop[1].set)
-// and what was expected.
-import { ConfigError } from '../cluster/config.js';
+// A mistake throws a ConfigError naming the file, the line (when read from the cluster
+// file), the field (e.g. queue.hooks.pop[1].set) and what was expected.
+import { ConfigReader, type ConfigPath } from '../cluster/config-reader.js';
+import { hostName } from '../cluster/host.js';
 import { parseTemplate, type HeaderRule, type Template } from './hooks.js';
 import type { RequestMatch } from './match.js';
 import { orderingNames } from './ordering.js';
@@ -74,198 +75,174 @@ export const DEFAULT_QUEUE_CONFIG: QueueConfig = {
   hooks: { push: [], pop: [] },
 };
 
-type Path = readonly (string | number)[];
-
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 // Rewriting these would break how the forwarded request is framed or carried.
 const UNTOUCHABLE = new Set(['content-length', 'transfer-encoding', 'connection', 'upgrade', 'keep-alive', 'te', 'trailer']);
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const CLASS_NAME = /^[a-z0-9][a-z0-9_-]*$/;
+const RULE_FIELDS = ['when', 'set', 'setIfAbsent', 'remove'];
 
-function fieldName(path: Path): string {
-  return path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : `${acc}.${k}`), 'queue');
-}
+/** The queue's own field kinds, on top of the shared reader. */
+class QueueFields {
+  constructor(readonly r: ConfigReader) {}
 
-function isMapping(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
-class QueueConfigReader {
-  constructor(private readonly source: string) {}
-
-  fail(path: Path, expected: string, got?: unknown): never {
-    const shown = got === undefined ? '' : `, got ${JSON.stringify(got)}`;
-    throw new ConfigError(this.source, fieldName(path), expected + shown);
-  }
-
-  mapping(v: unknown, path: Path, known: readonly string[]): Record<string, unknown> {
-    if (!isMapping(v)) this.fail(path, `a mapping with ${known.join(', ')}`, v);
-    for (const k of Object.keys(v)) if (!known.includes(k)) this.fail([...path, k], `only the fields ${known.join(', ')}`, k);
-    return v;
-  }
-
-  integer(v: unknown, path: Path, dflt: number, min: number, max: number): number {
-    if (v === undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(path, `an integer from ${min} to ${max}`, v);
-    return v;
-  }
-
-  string(v: unknown, path: Path): string {
-    if (typeof v !== 'string' || v.trim() === '') this.fail(path, 'a non-empty string', v);
-    return v.trim();
-  }
-
-  header(v: unknown, path: Path): string {
-    const name = this.string(v, path).toLowerCase();
-    if (!TOKEN.test(name)) this.fail(path, 'an HTTP header name (letters, digits and !#$%&\'*+.^_`|~-)', v);
-    return name;
+  header(path: ConfigPath, name: unknown = this.r.get(path)): string {
+    if (typeof name !== 'string' || name.trim() === '') this.r.fail(path, 'a non-empty string', name);
+    const h = name.trim().toLowerCase();
+    if (!TOKEN.test(h)) this.r.fail(path, 'an HTTP header name (letters, digits and !#$%&\'*+.^_`|~-)', name);
+    return h;
   }
 
   /** A header a hook may write: not one that frames the request. */
-  writableHeader(v: unknown, path: Path): string {
-    const name = this.header(v, path);
-    if (UNTOUCHABLE.has(name)) this.fail(path, `a header other than ${[...UNTOUCHABLE].join(', ')} (they frame the request)`, name);
-    return name;
+  writableHeader(path: ConfigPath, name?: unknown): string {
+    const h = this.header(path, name);
+    if (UNTOUCHABLE.has(h)) this.r.fail(path, `a header other than ${[...UNTOUCHABLE].join(', ')} (they frame the request)`, h);
+    return h;
   }
 
-  optionalHeader(v: unknown, path: Path, dflt: string): string | null {
+  optionalHeader(path: ConfigPath, dflt: string): string | null {
+    const v = this.r.get(path);
     if (v === undefined) return dflt;
     if (v === null || v === false) return null;
-    return this.header(v, path);
+    return this.header(path);
   }
 
-  className(v: unknown, path: Path, classes?: readonly string[]): string {
-    const name = this.string(v, path).toLowerCase();
-    if (classes && !classes.includes(name)) this.fail(path, `one of the priority classes ${classes.join(', ')}`, v);
-    if (!CLASS_NAME.test(name)) this.fail(path, 'a class name (lower-case letters, digits, - and _)', v);
+  className(path: ConfigPath, classes?: readonly string[]): string {
+    const raw = this.r.get(path);
+    const name = this.r.string(path).toLowerCase();
+    if (classes && !classes.includes(name)) this.r.fail(path, `one of the priority classes ${classes.join(', ')}`, raw);
+    if (!CLASS_NAME.test(name)) this.r.fail(path, 'a class name (lower-case letters, digits, - and _)', raw);
     return name;
   }
 
-  match(m: Record<string, unknown>, path: Path, classes: readonly string[] | undefined): RequestMatch {
+  /** method / pathPrefix / host (and class, when `classes` is given) at `path`. */
+  match(path: ConfigPath, classes: readonly string[] | undefined): RequestMatch {
+    const m = this.r.mapping(path, undefined)!;
     const out: { methods?: string[]; pathPrefix?: string; host?: string; priorityClass?: string } = {};
     if (m.method !== undefined) {
-      const list = Array.isArray(m.method) ? m.method : [m.method];
-      if (list.length === 0) this.fail([...path, 'method'], 'a method or a non-empty list of methods', m.method);
-      out.methods = list.map((x, i) => {
-        const p = Array.isArray(m.method) ? [...path, 'method', i] : [...path, 'method'];
-        const s = this.string(x, p).toUpperCase();
-        if (!METHOD.test(s)) this.fail(p, 'an HTTP method such as GET or POST', x);
+      const list = Array.isArray(m.method);
+      if (list && (m.method as unknown[]).length === 0) this.r.fail([...path, 'method'], 'a method or a non-empty list of methods', m.method);
+      const paths: ConfigPath[] = list ? (m.method as unknown[]).map((_, i) => [...path, 'method', i]) : [[...path, 'method']];
+      out.methods = paths.map((p) => {
+        const s = this.r.string(p).toUpperCase();
+        if (!METHOD.test(s)) this.r.fail(p, 'an HTTP method such as GET or POST', this.r.get(p));
         return s;
       });
     }
     if (m.pathPrefix !== undefined) {
-      const s = this.string(m.pathPrefix, [...path, 'pathPrefix']);
-      if (!s.startsWith('/')) this.fail([...path, 'pathPrefix'], 'a path starting with /', m.pathPrefix);
+      const s = this.r.string([...path, 'pathPrefix']);
+      if (!s.startsWith('/')) this.r.fail([...path, 'pathPrefix'], 'a path starting with /', m.pathPrefix);
       out.pathPrefix = s;
     }
     if (m.host !== undefined) {
-      const s = this.string(m.host, [...path, 'host']).toLowerCase();
-      if (/[\s/:]/.test(s) && !s.startsWith('[')) this.fail([...path, 'host'], 'a host name without scheme, port or path', m.host);
-      out.host = s;
+      const s = this.r.string([...path, 'host']);
+      const h = hostName(s);
+      if (!h || /[\s/:]/.test(s.startsWith('[') ? '' : s)) this.r.fail([...path, 'host'], 'a host name without scheme, port or path', m.host);
+      out.host = h;
     }
-    if (m.class !== undefined && classes) out.priorityClass = this.className(m.class, [...path, 'class'], classes);
+    if (m.class !== undefined && classes) out.priorityClass = this.className([...path, 'class'], classes);
     return out;
   }
 
-  headerValues(v: unknown, path: Path, phase: 'push' | 'pop'): [string, Template][] {
-    if (!isMapping(v) || Object.keys(v).length === 0) this.fail(path, 'a mapping of header name to value, e.g. { x-queued-ms: "${waitMs}" }', v);
-    return Object.entries(v).map(([name, raw]) => {
+  headerValues(path: ConfigPath, phase: 'push' | 'pop'): [string, Template][] {
+    const v = this.r.get(path);
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || Object.keys(v).length === 0) {
+      this.r.fail(path, 'a mapping of header name to value, e.g. { x-queued-ms: "${waitMs}" }', v);
+    }
+    return Object.entries(v as Record<string, unknown>).map(([name, raw]) => {
       const p = [...path, name];
-      const header = this.writableHeader(name, p);
-      if (typeof raw !== 'string' && typeof raw !== 'number' && typeof raw !== 'boolean') this.fail(p, 'a header value (text, may use ${…} variables)', raw);
+      const header = this.writableHeader(p, name);
+      if (typeof raw !== 'string' && typeof raw !== 'number' && typeof raw !== 'boolean') this.r.fail(p, 'a header value (text, may use ${…} variables)', raw);
       const text = String(raw);
-      if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(text)) this.fail(p, 'a header value without line breaks or control characters', raw);
+      if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(text)) this.r.fail(p, 'a header value without line breaks or control characters', raw);
       const t = parseTemplate(text, phase);
-      if (!Array.isArray(t)) this.fail(p, (t as { expected: string }).expected);
+      if (!Array.isArray(t)) this.r.fail(p, (t as { expected: string }).expected);
       return [header, t as Template];
     });
   }
 
-  hooks(v: unknown, path: Path, phase: 'push' | 'pop', classes: readonly string[]): HeaderRule[] {
-    if (v === undefined || v === null) return [];
-    if (!Array.isArray(v)) this.fail(path, 'a list of header rules such as { set: { header: value } }', v);
-    return v.map((item, i) => {
+  hooks(path: ConfigPath, phase: 'push' | 'pop', classes: readonly string[]): HeaderRule[] {
+    if (this.r.get(path) === null) return [];
+    return this.r.list(path, false, 'a list of header rules such as { set: { header: value } }').map((item, i) => {
       const p = [...path, i];
-      const known = ['when', 'set', 'setIfAbsent', 'remove'];
-      const r = this.mapping(item, p, known);
-      if (!['set', 'setIfAbsent', 'remove'].some((k) => k in r)) this.fail(p, 'a rule with at least one of set, setIfAbsent, remove', item);
+      const r = this.r.mapping(p, RULE_FIELDS)!;
+      if (!['set', 'setIfAbsent', 'remove'].some((k) => k in r)) this.r.fail(p, 'a rule with at least one of set, setIfAbsent, remove', item);
       let when: RequestMatch | undefined;
       if (r.when !== undefined) {
-        const whenKnown = phase === 'pop' ? ['method', 'pathPrefix', 'host', 'class'] : ['method', 'pathPrefix', 'host'];
-        when = this.match(this.mapping(r.when, [...p, 'when'], whenKnown), [...p, 'when'], phase === 'pop' ? classes : undefined);
+        this.r.mapping([...p, 'when'], phase === 'pop' ? ['method', 'pathPrefix', 'host', 'class'] : ['method', 'pathPrefix', 'host']);
+        when = this.match([...p, 'when'], phase === 'pop' ? classes : undefined);
       }
       let remove: string[] = [];
       if (r.remove !== undefined) {
-        const list = Array.isArray(r.remove) ? r.remove : typeof r.remove === 'string' ? [r.remove] : this.fail([...p, 'remove'], 'a list of header names', r.remove);
-        remove = list.map((h, j) => this.writableHeader(h, Array.isArray(r.remove) ? [...p, 'remove', j] : [...p, 'remove']));
+        if (typeof r.remove === 'string') remove = [this.writableHeader([...p, 'remove'])];
+        else remove = this.r.list([...p, 'remove'], true, 'a list of header names').map((_, j) => this.writableHeader([...p, 'remove', j]));
       }
       return {
         when,
         remove,
-        set: r.set === undefined ? [] : this.headerValues(r.set, [...p, 'set'], phase),
-        setIfAbsent: r.setIfAbsent === undefined ? [] : this.headerValues(r.setIfAbsent, [...p, 'setIfAbsent'], phase),
+        set: r.set === undefined ? [] : this.headerValues([...p, 'set'], phase),
+        setIfAbsent: r.setIfAbsent === undefined ? [] : this.headerValues([...p, 'setIfAbsent'], phase),
       };
     });
   }
 }
 
-/** Parse the `queue:` section (already turned into plain JS); undefined or null = all defaults. */
-export function parseQueueConfig(raw: unknown, source: string): QueueConfig {
-  if (raw === undefined || raw === null) return DEFAULT_QUEUE_CONFIG;
-  const r: QueueConfigReader = new QueueConfigReader(source);
-  const q = r.mapping(raw, [], ['ordering', 'maxDepth', 'retryAfterSeconds', 'priority', 'deadline', 'hooks']);
+/** Read the `queue:` section at `r` (absent or null = all defaults). */
+export function readQueueConfig(r: ConfigReader): QueueConfig {
+  if (r.get() === undefined || r.get() === null) return DEFAULT_QUEUE_CONFIG;
+  const f = new QueueFields(r);
+  const q = r.mapping([], ['ordering', 'maxDepth', 'retryAfterSeconds', 'priority', 'deadline', 'hooks'])!;
   const d = DEFAULT_QUEUE_CONFIG;
 
-  const ordering = q.ordering === undefined ? d.ordering : r.string(q.ordering, ['ordering']);
+  const ordering = r.string(['ordering'], d.ordering);
   if (!orderingNames().includes(ordering)) r.fail(['ordering'], `one of ${orderingNames().join(', ')}`, q.ordering);
 
-  const pr: Record<string, unknown> = q.priority === undefined ? {} : r.mapping(q.priority, ['priority'], ['header', 'classes', 'default', 'rules']);
+  r.mapping(['priority'], ['header', 'classes', 'default', 'rules'], false);
   let classes = d.priority.classes;
-  if (pr.classes !== undefined) {
-    const list = pr.classes;
+  if (r.get(['priority', 'classes']) !== undefined) {
+    const list = r.get(['priority', 'classes']);
     if (!Array.isArray(list) || list.length === 0) r.fail(['priority', 'classes'], 'a non-empty list of class names, highest first', list);
-    classes = list.map((c, i) => r.className(c, ['priority', 'classes', i]));
+    classes = list.map((_, i) => f.className(['priority', 'classes', i]));
     classes.forEach((c, i) => {
       if (classes.indexOf(c) !== i) r.fail(['priority', 'classes', i], 'each class named once', c);
     });
   }
   let dflt: string;
-  if (pr.default !== undefined) dflt = r.className(pr.default, ['priority', 'default'], classes);
+  if (r.get(['priority', 'default']) !== undefined) dflt = f.className(['priority', 'default'], classes);
   else if (classes.includes(d.priority.default)) dflt = d.priority.default;
   else r.fail(['priority', 'default'], `one of the priority classes ${classes.join(', ')} (there is no class "${d.priority.default}")`);
-  let rules: PriorityRule[] = [];
-  if (pr.rules !== undefined) {
-    const list = pr.rules;
-    if (!Array.isArray(list)) r.fail(['priority', 'rules'], 'a list of rules such as { pathPrefix: /batch, class: low }', list);
-    rules = list.map((item, i) => {
-      const p = ['priority', 'rules', i];
-      const m = r.mapping(item, p, ['method', 'pathPrefix', 'host', 'class']);
-      if (m.class === undefined) r.fail([...p, 'class'], `one of the priority classes ${classes.join(', ')}`);
-      const priorityClass = r.className(m.class, [...p, 'class'], classes);
-      return { match: r.match({ ...m, class: undefined }, p, undefined), priorityClass };
-    });
-  }
+  const rules: PriorityRule[] = r.list(['priority', 'rules'], false, 'a list of rules such as { pathPrefix: /batch, class: low }').map((_, i) => {
+    const p = ['priority', 'rules', i];
+    const m = r.mapping(p, ['method', 'pathPrefix', 'host', 'class'])!;
+    if (m.class === undefined) r.fail([...p, 'class'], `one of the priority classes ${classes.join(', ')}`);
+    return { match: f.match(p, undefined), priorityClass: f.className([...p, 'class'], classes) };
+  });
 
-  const dl: Record<string, unknown> = q.deadline === undefined ? {} : r.mapping(q.deadline, ['deadline'], ['timeoutHeader', 'deadlineHeader']);
-  const hk: Record<string, unknown> = q.hooks === undefined || q.hooks === null ? {} : r.mapping(q.hooks, ['hooks'], ['push', 'pop']);
+  r.mapping(['deadline'], ['timeoutHeader', 'deadlineHeader'], false);
+  if (r.get(['hooks']) !== null) r.mapping(['hooks'], ['push', 'pop'], false);
 
   return {
     ordering,
-    maxDepth: r.integer(q.maxDepth, ['maxDepth'], d.maxDepth, 0, 10_000_000),
-    retryAfterSeconds: r.integer(q.retryAfterSeconds, ['retryAfterSeconds'], d.retryAfterSeconds, 0, 86_400),
+    maxDepth: r.integer(['maxDepth'], d.maxDepth, 0, 10_000_000),
+    retryAfterSeconds: r.integer(['retryAfterSeconds'], d.retryAfterSeconds, 0, 86_400),
     priority: {
-      header: r.optionalHeader(pr.header, ['priority', 'header'], PRIORITY_HEADER),
+      header: f.optionalHeader(['priority', 'header'], PRIORITY_HEADER),
       classes,
       default: dflt,
       rules,
     },
     deadline: {
-      timeoutHeader: r.optionalHeader(dl.timeoutHeader, ['deadline', 'timeoutHeader'], TIMEOUT_HEADER),
-      deadlineHeader: r.optionalHeader(dl.deadlineHeader, ['deadline', 'deadlineHeader'], DEADLINE_HEADER),
+      timeoutHeader: f.optionalHeader(['deadline', 'timeoutHeader'], TIMEOUT_HEADER),
+      deadlineHeader: f.optionalHeader(['deadline', 'deadlineHeader'], DEADLINE_HEADER),
     },
     hooks: {
-      push: r.hooks(hk.push, ['hooks', 'push'], 'push', classes),
-      pop: r.hooks(hk.pop, ['hooks', 'pop'], 'pop', classes),
+      push: f.hooks(['hooks', 'push'], 'push', classes),
+      pop: f.hooks(['hooks', 'pop'], 'pop', classes),
     },
   };
+}
+
+/** Parse a `queue:` section given as a plain value (built in code); `source` names it in errors. */
+export function parseQueueConfig(raw: unknown, source: string): QueueConfig {
+  return readQueueConfig(ConfigReader.fromValue(raw, source, ['queue']));
 }

@@ -1,34 +1,19 @@
 // The nonna-style request queue: per-revision waiting room with pluggable ordering and
-// header hooks. The proxy uses RequestQueue and parseQueueConfig; the rest is for users
-// who add their own orderings or hooks.
-export { RequestQueue, effectiveDeadline, type RequestQueueOptions } from './queue.js';
+// header hooks. The proxy uses RequestQueue and the config; users who add their own
+// orderings or code hooks use registerOrdering and the types below.
+export { RequestQueue, type RequestQueueOptions } from './queue.js';
 export {
+  readQueueConfig,
   parseQueueConfig,
   DEFAULT_QUEUE_CONFIG,
-  DEFAULT_MAX_DEPTH,
-  PRIORITY_HEADER,
-  TIMEOUT_HEADER,
-  DEADLINE_HEADER,
   type QueueConfig,
   type PriorityConfig,
   type PriorityRule,
   type DeadlineConfig,
 } from './config.js';
-export {
-  registerOrdering,
-  orderingNames,
-  createOrdering,
-  classify,
-  fifoOrdering,
-  priorityOrdering,
-  deadlineOrdering,
-  type QueueOrdering,
-  type OrderingFactory,
-  type RankFacts,
-} from './ordering.js';
-export { compileHeaderRules, parseTemplate, renderTemplate, TEMPLATE_VARIABLES, type HeaderRule, type Template, type TemplateVariable } from './hooks.js';
+export { registerOrdering, type QueueOrdering, type OrderingFactory, type RankFacts } from './ordering.js';
+export type { HeaderRule, Template, TemplateVariable } from './hooks.js';
 export type { RequestMatch } from './match.js';
-export { IndexedHeap, type HeapPosition } from './heap.js';
 export {
   QueueFullError,
   QueueDeadlineError,

@@ -1,4 +1,5 @@
 // Request matching shared by the priority rules and the hooks' `when`.
+import { hostName } from '../cluster/host.js';
 import type { QueueEntry } from './types.js';
 
 /** All given fields must match; an empty match matches every request. */
@@ -10,17 +11,6 @@ export interface RequestMatch {
   readonly host?: string;
   /** Only in pop hooks: the entry's priority class. */
   readonly priorityClass?: string;
-}
-
-/** The Host header's name part, lower-case (`[::1]:80` → `[::1]`, `a.b:8080` → `a.b`). */
-export function hostName(host: string): string {
-  const h = host.trim().toLowerCase();
-  if (h.startsWith('[')) {
-    const end = h.indexOf(']');
-    return end < 0 ? h : h.slice(0, end + 1);
-  }
-  const colon = h.indexOf(':');
-  return colon < 0 ? h : h.slice(0, colon);
 }
 
 export function matches(m: RequestMatch, entry: QueueEntry, priorityClass: string | undefined): boolean {

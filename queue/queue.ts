@@ -2,6 +2,7 @@
 // and calls `next()` whenever a slot frees; the queue decides who gets it (the ordering),
 // rewrites headers on the way in and out (the hooks), and drops requests whose client went
 // away or whose deadline passed. Every removal is O(log n): waiters sit in indexed heaps.
+import { systemClock, type Clock, type Timer } from '../cluster/clock.js';
 import { compileHeaderRules } from './hooks.js';
 import { IndexedHeap } from './heap.js';
 import { classify, createOrdering, headerValue, type QueueOrdering } from './ordering.js';
@@ -27,8 +28,8 @@ export interface RequestQueueOptions {
   readonly hooks?: { readonly push?: readonly QueueHook[]; readonly pop?: readonly QueueHook[] };
   /** An ordering object, instead of the one `config.ordering` names. */
   readonly ordering?: QueueOrdering;
-  /** Clock in ms since the epoch (tests); deadlines still fire on real timers. */
-  readonly now?: () => number;
+  /** Time and the deadline timer (tests move a manual clock). */
+  readonly clock?: Clock;
 }
 
 /** What the queue remembers about an entry across waits (a retry keeps its place). */
@@ -65,9 +66,6 @@ class Waiter implements EventListenerObject {
   }
 }
 
-// setTimeout cannot wait longer than this.
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 export class RequestQueue {
   readonly config: QueueConfig;
   readonly ordering: QueueOrdering;
@@ -75,7 +73,7 @@ export class RequestQueue {
   private readonly observer: QueueObserver | undefined;
   private readonly pushHooks: QueueHook[];
   private readonly popHooks: QueueHook[];
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   private readonly order = new IndexedHeap<Waiter>(
     (a, b) => a.memory.rank < b.memory.rank || (a.memory.rank === b.memory.rank && a.memory.seq < b.memory.seq),
@@ -93,7 +91,7 @@ export class RequestQueue {
   );
   private readonly memory = new WeakMap<QueueEntry, EntryMemory>();
   private seq = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private timerAt = Infinity;
 
   constructor(config: QueueConfig = DEFAULT_QUEUE_CONFIG, options: RequestQueueOptions = {}) {
@@ -101,7 +99,7 @@ export class RequestQueue {
     this.ordering = options.ordering ?? createOrdering(config);
     this.revision = options.revision ?? '';
     this.observer = options.observer;
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
     this.pushHooks = [...(config.hooks.push.length ? [compileHeaderRules(config.hooks.push)] : []), ...(options.hooks?.push ?? [])];
     this.popHooks = [...(config.hooks.pop.length ? [compileHeaderRules(config.hooks.pop)] : []), ...(options.hooks?.pop ?? [])];
   }
@@ -114,7 +112,7 @@ export class RequestQueue {
   /** How long the longest-waiting entry has waited, in ms (0 when empty). */
   get oldestWaitMs(): number {
     const oldest = this.ages.peek();
-    return oldest ? Math.max(0, this.now() - oldest.memory.firstJoinedAt) : 0;
+    return oldest ? Math.max(0, this.clock.now() - oldest.memory.firstJoinedAt) : 0;
   }
 
   isWaiting(entry: QueueEntry): boolean {
@@ -132,7 +130,7 @@ export class RequestQueue {
    * already) and does not run the push hooks again.
    */
   wait(entry: QueueEntry, signal: AbortSignal): Promise<void> {
-    const now = this.now();
+    const now = this.clock.now();
     let memory = this.memory.get(entry);
     if (memory?.waiter) return Promise.reject(new Error('this request is already waiting in the queue'));
     if (signal.aborted) return this.refuse(new QueueAbortedError(signal.reason), 'abandoned');
@@ -185,7 +183,7 @@ export class RequestQueue {
       const w = this.order.peek();
       if (!w) return false;
       this.detach(w);
-      const now = this.now();
+      const now = this.clock.now();
       // Its deadline passed and the timer has not fired yet: the turn goes to someone who can use it.
       if (w.deadline <= now) {
         this.settle(w, 'deadline', new QueueDeadlineError(w.deadline, now - w.memory.firstJoinedAt));
@@ -263,7 +261,7 @@ export class RequestQueue {
     if (outcome !== 'served') this.memory.delete(w.entry);
     if (err) w.reject(err);
     else w.resolve();
-    this.observer?.onWaited?.(Math.max(0, this.now() - w.joinedAt) / 1000, outcome, this.revision);
+    this.observer?.onWaited?.(Math.max(0, this.clock.now() - w.joinedAt) / 1000, outcome, this.revision);
   }
 
   /** One timer for the whole queue, set for the earliest deadline. */
@@ -273,11 +271,11 @@ export class RequestQueue {
     if (this.timer && this.timerAt <= first.deadline) return;
     this.stopTimer();
     this.timerAt = first.deadline;
-    this.timer = setTimeout(() => this.expire(), Math.min(MAX_TIMER_MS, Math.max(0, first.deadline - this.now())));
+    this.timer = this.clock.after(first.deadline - this.clock.now(), () => this.expire());
   }
 
   private stopTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
     this.timerAt = Infinity;
   }
@@ -285,7 +283,7 @@ export class RequestQueue {
   private expire(): void {
     this.timer = undefined;
     this.timerAt = Infinity;
-    const now = this.now();
+    const now = this.clock.now();
     for (let w = this.deadlines.peek(); w && w.deadline <= now; w = this.deadlines.peek()) {
       this.detach(w);
       this.settle(w, 'deadline', new QueueDeadlineError(w.deadline, now - w.memory.firstJoinedAt));

@@ -23,7 +23,7 @@ function bench(args: string[]): Promise<{ code: number; stdout: string; stderr: 
 t.test('an unknown scenario exits 2 and names the valid ones', async (t) => {
   const r = await bench(['--scenario', 'nope']);
   t.equal(r.code, 2);
-  t.match(r.stderr, /unknown scenario "nope": expected one of paper, overhead, xds/);
+  t.match(r.stderr, /unknown scenario "nope": expected one of paper, overhead, xds, emulation/);
 });
 
 t.test('the quick paper scenario writes rows for every system through the Envoy gateways and straight to the proxies', async (t) => {

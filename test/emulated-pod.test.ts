@@ -1,16 +1,20 @@
 // The emulated Knative pod (user container + queue-proxy behaviour) and the emulated
-// cluster that exposes pods through the latency-injecting network. Real sockets.
+// cluster that exposes pods through the latency-injecting network. Real sockets; how long
+// a pod holds a request is decided on its clock, so the timing tests move a manual clock.
+// (The pod's CPU per request in real time is bench output: --scenario emulation.)
 import t, { type Test } from 'tap';
 import http from 'node:http';
 import net from 'node:net';
 import { Readable } from 'node:stream';
-import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
 import WebSocket from 'ws';
-import { ClusterModel, type ClusterState } from '../cluster/model.js';
+import { ClusterModel } from '../cluster/model.js';
+import { clusterState } from './fixtures/cluster-state.js';
 import { EmulatedPod, HELD_TIME_HEADER, LOAD_HEADER, POD_HEADER, SERVICE_TIME_HEADER } from '../cluster/emulated/pod.js';
 import { parseOrcaHeader } from '../cluster/orca.js';
 import { startEmulatedCluster } from '../cluster/emulated/cluster.js';
+import { ManualClock } from './fixtures/clock.js';
+import { until } from './support.js';
 
 async function startPod(t: Test, opts: Partial<ConstructorParameters<typeof EmulatedPod>[0]> = {}): Promise<{ pod: EmulatedPod; base: string }> {
   const pod = new EmulatedPod({ name: 'hello-00001-node1-abcde', node: 'node1', revision: 'default/hello-00001', host: '127.0.2.1', ...opts });
@@ -30,14 +34,19 @@ async function get(url: string, headers: Record<string, string> = {}): Promise<{
 }
 
 t.test('default route: Konnichiwa after the service time, with pod header and ORCA load', async (t) => {
-  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 3, max: 5 }, capacity: 2 });
-  const t0 = performance.now();
-  const res = await get(`${base}/anything`);
-  const ms = performance.now() - t0;
+  const clock = new ManualClock();
+  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 4, max: 4 }, capacity: 2, clock });
+  const pending = get(`${base}/anything`);
+  await until('the pod to take the request', () => pod.busy === 1);
+  clock.advance(3.9);
+  t.equal(pod.busy, 1, 'still held at 3.9 ms');
+  clock.advance(0.1);
+  t.equal(pod.busy, 0, 'answered at its 4 ms service time');
+  const res = await pending;
   t.equal(res.status, 200);
   t.equal(res.body, 'Konnichiwa from hello-00001-node1-abcde in node1\n');
   t.equal(res.headers[POD_HEADER], 'hello-00001-node1-abcde');
-  t.ok(ms >= 2.5 && ms < 50, `took the service time (${ms.toFixed(1)} ms)`);
+  t.same([res.headers[SERVICE_TIME_HEADER], res.headers[HELD_TIME_HEADER]], ['4', '4'], 'drawn and held: 4 ms on its clock');
   const load = parseOrcaHeader(res.headers[LOAD_HEADER] as string);
   t.ok(load, `ORCA header parses: ${res.headers[LOAD_HEADER]}`);
   t.match(res.headers[LOAD_HEADER], /^TEXT cpu_utilization=[\d.]+, rps_fractional=[\d.]+, named_metrics\.in_flight=\d+, named_metrics\.capacity=2, named_metrics\.service_ms=[\d.]+$/);
@@ -50,34 +59,25 @@ t.test('default route: Konnichiwa after the service time, with pod header and OR
   t.equal(pod.inFlight, 0);
 });
 
-t.test('service times follow the configured distribution, without burning CPU', async (t) => {
-  const { base } = await startPod(t, { serviceTimeMs: { min: 20, max: 40 }, capacity: 20 });
-  // The pod says which service time it drew and how long it held the request.
-  const drawn = await Promise.all(
+t.test('service times follow the configured distribution; each request is held exactly its drawn time', async (t) => {
+  const clock = new ManualClock();
+  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 20, max: 40 }, capacity: 20, clock });
+  const all = Promise.all(
     Array.from({ length: 20 }, async () => {
       const res = await request(`${base}/`);
       await res.body.text();
       return { service: Number(res.headers[SERVICE_TIME_HEADER]), held: Number(res.headers[HELD_TIME_HEADER]) };
     }),
   );
+  await until('all 20 in service', () => pod.busy === 20);
+  clock.advance(19.9);
+  t.equal(pod.busy, 20, 'none answered before the minimum');
+  clock.advance(20.1);
+  t.equal(pod.busy, 0, 'all answered by the maximum');
+  const drawn = await all;
   t.ok(drawn.every((d) => d.service >= 20 && d.service <= 40), `every drawn service time in 20–40 ms: ${drawn.map((d) => d.service).join(', ')}`);
   t.ok(new Set(drawn.map((d) => d.service)).size > 5, 'drawn from a distribution, not one value');
-  t.ok(drawn.every((d) => d.held >= d.service - 0.01), `a request is held for its service time: ${drawn.map((d) => `${d.held}/${d.service}`).join(', ')}`);
-  // While requests sit out a long service time the process should be idle: a busy wait
-  // would cost about as much CPU as wall time.
-  const long = await startPod(t, { serviceTimeMs: { min: 700, max: 700 }, capacity: 4 });
-  const all = Promise.all(Array.from({ length: 4 }, () => get(`${long.base}/`)));
-  await new Promise((r) => setTimeout(r, 150));
-  t.equal(long.pod.busy, 4, 'four requests in service');
-  const cpu0 = process.cpuUsage();
-  const w0 = performance.now();
-  await new Promise((r) => setTimeout(r, 400));
-  const wall = performance.now() - w0;
-  const cpu = process.cpuUsage(cpu0);
-  const cpuMs = (cpu.user + cpu.system) / 1000;
-  await all;
-  t.comment(`4 requests in a 700 ms service time: ${cpuMs.toFixed(1)} ms CPU over ${wall.toFixed(0)} ms`);
-  t.ok(cpuMs < wall / 10, 'CPU time far below the service time (timers, not busy waits)');
+  t.ok(drawn.every((d) => Math.abs(d.held - d.service) < 0.002), 'a request is held for exactly its service time on the pod\'s clock');
 });
 
 t.test('queue-proxy probes', async (t) => {
@@ -144,25 +144,35 @@ t.test('/headers answers with the request headers', async (t) => {
   t.equal(res.headers['content-type'], 'application/json');
 });
 
-t.test('/stream sends chunks apart in time', async (t) => {
-  const { base } = await startPod(t);
+t.test('/stream sends a chunk per interval of its clock', async (t) => {
+  const clock = new ManualClock();
+  const { base } = await startPod(t, { clock });
   const res = await request(`${base}/stream?chunks=4&intervalMs=60`, { dispatcher: noKeepAlive });
   t.equal(res.statusCode, 200);
-  const arrivals: { at: number; text: string }[] = [];
-  const t0 = performance.now();
-  for await (const d of res.body) arrivals.push({ at: performance.now() - t0, text: (d as Buffer).toString() });
-  t.equal(arrivals.map((a) => a.text).join(''), 'chunk 0\nchunk 1\nchunk 2\nchunk 3\n');
-  t.ok(arrivals.length >= 3, `arrived in ${arrivals.length} pieces`);
-  t.ok(arrivals[arrivals.length - 1]!.at - arrivals[0]!.at >= 150, 'spread over the intervals');
+  let text = '';
+  res.body.on('data', (d: Buffer) => (text += d.toString()));
+  const ended = new Promise<void>((r) => res.body.on('end', () => r()));
+  await until('the first chunk', () => text === 'chunk 0\n');
+  for (let i = 1; i < 4; i++) {
+    clock.advance(59);
+    t.equal(text.split('\n').length - 1, i, `${i} chunk(s) before the next interval passed`);
+    clock.advance(1);
+    await until(`chunk ${i}`, () => text.endsWith(`chunk ${i}\n`));
+  }
+  await ended;
+  t.equal(text, 'chunk 0\nchunk 1\nchunk 2\nchunk 3\n');
 });
 
-t.test('/sleep answers after the given time', async (t) => {
-  const { base } = await startPod(t);
-  const t0 = performance.now();
-  const res = await get(`${base}/sleep?ms=150`);
-  const ms = performance.now() - t0;
-  t.equal(res.status, 200);
-  t.ok(ms >= 145 && ms < 400, `${ms.toFixed(0)} ms`);
+t.test('/sleep answers after the given time on its clock', async (t) => {
+  const clock = new ManualClock();
+  const { pod, base } = await startPod(t, { clock });
+  const pending = get(`${base}/sleep?ms=150`);
+  await until('the pod to take it', () => pod.busy === 1);
+  clock.advance(149);
+  t.equal(pod.busy, 1, 'held at 149 ms');
+  clock.advance(1);
+  const res = await pending;
+  t.same([res.status, res.body], [200, 'slept 150 ms\n']);
 });
 
 t.test('WebSocket upgrade on any path echoes every message', async (t) => {
@@ -183,27 +193,26 @@ t.test('WebSocket upgrade on any path echoes every message', async (t) => {
 });
 
 t.test('capacity: with capacity 1, three concurrent requests complete one after another', async (t) => {
-  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 60, max: 60 }, capacity: 1 });
-  const t0 = performance.now();
+  const clock = new ManualClock();
+  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 60, max: 60 }, capacity: 1, clock });
   const seenLoad: string[] = [];
   const done = Array.from({ length: 3 }, async () => {
     const res = await get(`${base}/`);
     seenLoad.push(res.headers[LOAD_HEADER] as string);
-    return performance.now() - t0;
+    return res.headers[HELD_TIME_HEADER];
   });
-  await new Promise((r) => setTimeout(r, 20));
+  await until('all three inside the pod', () => pod.inFlight === 3);
   t.equal(pod.busy, 1, 'one served');
   t.equal(pod.waiting, 2, 'two waiting inside the pod');
-  t.equal(pod.inFlight, 3);
   const probe = await get(`${base}/healthz`, { 'K-Network-Probe': 'queue' });
   const load = parseOrcaHeader(probe.headers[LOAD_HEADER] as string)!;
   t.equal(load.cpuUtilization, 1, 'busy/capacity = 1 while serving');
   t.equal(load.named.in_flight, 3, 'in_flight counts the waiting requests');
-  const ends = (await Promise.all(done)).sort((a, b) => a - b);
-  t.comment(`completions at ${ends.map((e) => e.toFixed(0)).join(', ')} ms`);
-  t.ok(ends[0]! >= 55 && ends[0]! < 110, 'first after one service time');
-  t.ok(ends[1]! >= 115 && ends[1]! < 170, 'second after two');
-  t.ok(ends[2]! >= 175 && ends[2]! < 240, 'third after three');
+  for (const left of [2, 1, 0]) {
+    clock.advance(60);
+    t.same([pod.busy + pod.waiting, pod.waiting], [left, Math.max(0, left - 1)], `after ${(3 - left) * 60} ms: ${left} left`);
+  }
+  t.same(await Promise.all(done), ['60', '60', '60'], 'each held for one service time, one after another');
   t.equal(pod.served, 3);
   t.ok(seenLoad.some((h) => /in_flight=2/.test(h)), 'load reported on responses while others wait');
 });
@@ -216,25 +225,27 @@ t.test('an aborted request gives its slot back', async (t) => {
   t.equal(pod.busy, 1);
   ac.abort();
   await p;
-  await new Promise((r) => setTimeout(r, 50));
-  t.equal(pod.inFlight, 0, 'slot released');
-  const t0 = performance.now();
-  await get(`${base}/`);
-  t.ok(performance.now() - t0 < 100, 'next request served at once');
+  await until('the slot to be released', () => pod.inFlight === 0);
+  const next = get(`${base}/sleep?ms=1000`);
+  await until('the next request to arrive', () => pod.inFlight === 1);
+  t.same([pod.busy, pod.waiting], [1, 0], 'the next request gets the slot at once, nothing ahead of it');
+  pod.kill();
+  await next.catch(() => undefined);
 });
 
 t.test('slowdown multiplies the service time', async (t) => {
-  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 20, max: 20 } });
-  let t0 = performance.now();
-  await get(`${base}/`);
-  const normal = performance.now() - t0;
+  const clock = new ManualClock();
+  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 20, max: 20 }, clock });
+  const heldFor = async () => {
+    const pending = get(`${base}/`);
+    await until('the pod to take it', () => pod.busy === 1);
+    clock.advance(200);
+    return (await pending).headers[HELD_TIME_HEADER];
+  };
+  t.equal(await heldFor(), '20');
   pod.setSlowdown(5);
-  t0 = performance.now();
-  await get(`${base}/`);
-  const slow = performance.now() - t0;
-  t.comment(`20 ms service time: ${normal.toFixed(1)} ms normal, ${slow.toFixed(1)} ms at 5x slowdown`);
-  t.ok(normal >= 19 && normal < 60);
-  t.ok(slow >= 99 && slow < 160);
+  t.equal(await heldFor(), '100', '5× slower');
+  t.throws(() => pod.setSlowdown(0), /slowdown must be > 0/);
 });
 
 t.test('kill() fails an in-flight request without a response and stops listening', async (t) => {
@@ -262,31 +273,25 @@ t.test('close() lets in-flight requests finish', async (t) => {
 
 // --- the assembled cluster ---------------------------------------------------------
 
-const STATE: ClusterState = {
-  domain: 'cluster.local',
-  externalDomains: [],
-  nodes: [
-    { name: 'node1', region: 'cloud', zone: 'cloud-a', address: '127.0.1.1' },
-    { name: 'node2', region: 'cloud', zone: 'cloud-a', address: '127.0.1.2' },
-    { name: 'node3', region: 'edge', zone: 'edge-a', address: '127.0.1.3' },
-  ],
-  revisions: [{ namespace: 'default', service: 'hello', name: 'hello-00001', hosts: [], containerConcurrency: 0, timeoutSeconds: 300, protocol: 'http1' }],
-  endpoints: [],
-  latency: { node3: { node1: { rttMs: 50, jitterMs: 0 }, node2: { rttMs: 50, jitterMs: 0 } }, node1: { node2: { rttMs: 0.5, jitterMs: 0 } } },
-};
+const STATE = clusterState({ latency: { node3: { node1: { rttMs: 50, jitterMs: 0 }, node2: { rttMs: 50, jitterMs: 0 } }, node1: { node2: { rttMs: 0.5, jitterMs: 0 } } } });
 
 /** GET through the network as a client on `fromAddress`. */
-async function getFrom(fromAddress: string, host: string, port: number, path = '/'): Promise<{ status: number; body: string; ms: number }> {
+async function getFrom(fromAddress: string, host: string, port: number, path = '/'): Promise<{ status: number; body: string }> {
   // undici 7: the Agent/Pool option `localAddress`; `connect: { localAddress }` is overridden.
   const agent = new Agent({ localAddress: fromAddress });
   try {
-    const t0 = performance.now();
     const res = await request(`http://${host}:${port}${path}`, { dispatcher: agent });
-    const body = await res.body.text();
-    return { status: res.statusCode, body, ms: performance.now() - t0 };
+    return { status: res.statusCode, body: await res.body.text() };
   } finally {
     await agent.close();
   }
+}
+
+/** The labels of the given requests in the order they completed. */
+async function finishOrder(requests: Record<string, Promise<unknown>>): Promise<string[]> {
+  const order: string[] = [];
+  await Promise.all(Object.entries(requests).map(([label, p]) => p.then(() => order.push(label))));
+  return order;
 }
 
 t.test('emulated cluster: endpoints in the model answer through the network', async (t) => {
@@ -316,15 +321,15 @@ t.test('emulated cluster: endpoints in the model answer through the network', as
 
   const edgePod = eps.find((e) => e.node === 'node3')!;
   const cloudPod = eps.find((e) => e.node === 'node1')!;
-  const local = await getFrom('127.0.1.3', edgePod.address, edgePod.port);
-  t.equal(local.body, `Konnichiwa from ${edgePod.pod} in node3\n`);
-  const remote = await getFrom('127.0.1.3', cloudPod.address, cloudPod.port);
-  t.equal(remote.body, `Konnichiwa from ${cloudPod.pod} in node1\n`);
-  t.comment(`from node3: local pod ${local.ms.toFixed(1)} ms, node1 pod ${remote.ms.toFixed(1)} ms (new connection each)`);
-  t.ok(local.ms < 25, 'node-local request pays no network delay');
-  t.ok(remote.ms >= 50, 'node3 → node1 pays the 50 ms round trip');
-  const external = await getFrom('127.0.0.1', cloudPod.address, cloudPod.port);
-  t.ok(external.ms < 25, 'external client pays nothing');
+  const local = getFrom('127.0.1.3', edgePod.address, edgePod.port);
+  const remote = getFrom('127.0.1.3', cloudPod.address, cloudPod.port);
+  const external = getFrom('127.0.0.1', cloudPod.address, cloudPod.port);
+  const order = finishOrder({ local, remote, external });
+  t.equal((await local).body, `Konnichiwa from ${edgePod.pod} in node3\n`);
+  t.equal((await remote).body, `Konnichiwa from ${cloudPod.pod} in node1\n`);
+  // Sent at the same moment: the one that crosses the 50 ms link comes back last (the
+  // delays themselves are tested on a manual clock in emulated-network.test.ts).
+  t.same((await order).at(-1), 'remote', 'node3 → node1 pays the round trip; a node-local request and an external client do not');
 
   // The pods are not reachable on the node address except through the relay.
   await t.rejects(
@@ -370,9 +375,11 @@ t.test('emulated cluster: addPod and removePod keep the model in step', async (t
   t.teardown(() => proxyLike.close());
   const e = await cluster.expose('node3', 0, { host: cluster.hiddenHost('node3'), port: (proxyLike.address() as net.AddressInfo).port });
   t.equal(e.host, '127.0.1.3');
-  const viaRelay = await getFrom('127.0.1.1', e.host, e.port);
-  t.equal(viaRelay.body, 'proxy on node3');
-  t.ok(viaRelay.ms >= 50, 'proxies exposed through the network pay the delay too');
+  const viaRelay = getFrom('127.0.1.1', e.host, e.port);
+  const fromItsNode = getFrom('127.0.1.3', e.host, e.port);
+  const order = finishOrder({ viaRelay, fromItsNode });
+  t.equal((await viaRelay).body, 'proxy on node3');
+  t.same(await order, ['fromItsNode', 'viaRelay'], 'proxies exposed through the network pay the delay too');
 });
 
 t.test('emulated cluster: a killed pod fails requests through the relay', async (t) => {
@@ -385,7 +392,5 @@ t.test('emulated cluster: a killed pod fails requests through the relay', async 
   t.equal(cluster.pod('victim')!.busy, 1, 'request reached the pod');
   cluster.pod('victim')!.kill();
   await t.rejects(inflight, 'in-flight request fails without a response');
-  const t0 = performance.now();
   await t.rejects(getFrom('127.0.1.3', ep.address, ep.port), 'new request to the dead pod fails (reset by the relay)');
-  t.comment(`failure seen after ${(performance.now() - t0).toFixed(1)} ms from node3`);
 });

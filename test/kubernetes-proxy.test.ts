@@ -10,7 +10,7 @@ import { startKubernetesSource } from '../cluster/kubernetes/source.js';
 import type { ClusterModel } from '../cluster/model.js';
 import { NodeProxy } from '../proxy/server.js';
 import { createPolicy } from '../proxy/policy/index.js';
-import { parseQueueSettings } from '../proxy/queueing.js';
+import { DEFAULT_QUEUE_CONFIG } from '../queue/index.js';
 import { ENDPOINT_SLICES, FakeApiServer, NODES, REVISIONS } from './fixtures/kubernetes/fake-apiserver.js';
 import { node, privateSlice, revision, type SlicePod } from './fixtures/kubernetes/objects.js';
 
@@ -68,7 +68,7 @@ t.test('requests through the proxy follow the pods Kubernetes reports, from zero
     node: 'node-a',
     listen: { host: '127.0.0.1', port: 0 },
     policy: createPolicy('knative'),
-    queue: parseQueueSettings(undefined, 'test'),
+    queue: DEFAULT_QUEUE_CONFIG,
     drainSeconds: 0,
   });
   await proxy.start();

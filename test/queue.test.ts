@@ -10,6 +10,8 @@ import {
   type QueueEntry,
   type WaitOutcome,
 } from '../queue/index.js';
+import { ManualClock } from './fixtures/clock.js';
+import { parseClusterFile } from '../cluster/config.js';
 
 let counter = 0;
 function entry(over: Partial<QueueEntry> = {}): QueueEntry {
@@ -112,8 +114,9 @@ t.test('priority: a valid header wins over the rules when the header is trusted'
 });
 
 t.test('deadline: earliest deadline first; headers shorten a deadline, entries without one go last', async (t) => {
-  const q = new RequestQueue(parseQueueConfig({ ordering: 'deadline' }, 'test.yaml'));
-  const now = Date.now();
+  const clock = new ManualClock();
+  const q = new RequestQueue(parseQueueConfig({ ordering: 'deadline' }, 'test.yaml'), { clock });
+  const now = clock.now();
   const viaHeader = entry({ deadline: now + 60_000, headers: { 'chikai-timeout-ms': '20000' } });
   const r = line(q, [
     ['none', entry()],
@@ -123,7 +126,7 @@ t.test('deadline: earliest deadline first; headers shorten a deadline, entries w
     ['abs+30s', entry({ deadline: now + 60_000, headers: { 'chikai-deadline': String(now + 30_000) } })],
     ['header-cannot-extend', entry({ deadline: now + 40_000, headers: { 'chikai-timeout-ms': '999999' } })],
   ]);
-  t.ok(viaHeader.deadline! <= now + 20_000 + 1000 && viaHeader.deadline! >= now + 20_000, 'the effective deadline is written on the entry');
+  t.equal(viaHeader.deadline, now + 20_000, 'the effective deadline is written on the entry');
   await drain(q);
   t.same(r.served, ['+10s', 'header+20s', 'abs+30s', 'header-cannot-extend', '+50s', 'none']);
 });
@@ -170,7 +173,7 @@ t.test('push hooks rewrite headers on arrival, before the ordering looks at them
 });
 
 t.test('pop hooks fill templates when the turn is given; code hooks run after them', async (t) => {
-  let clock = 1_000_000;
+  const clock = new ManualClock(1_000_000);
   const seen: string[] = [];
   const config = parseQueueConfig(
     {
@@ -187,17 +190,17 @@ t.test('pop hooks fill templates when the turn is given; code hooks run after th
   );
   const q = new RequestQueue(config, {
     revision: 'default/hello-00001',
-    now: () => clock,
+    clock,
     hooks: { pop: [(e, ctx) => seen.push(`${ctx.phase}:${ctx.priorityClass}:${e.headers['x-chikai-wait-ms']}`)] },
   });
   const a = entry({ headers: { 'authorization-debug': 'x' } });
   const b = entry({ method: 'POST', path: '/slow', headers: { 'chikai-priority': 'low' } });
   line(q, [['a', a], ['b', b]]);
   t.equal(a.headers['x-chikai-wait-ms'], undefined, 'nothing set before the turn');
-  clock += 250;
+  clock.advance(250);
   q.next();
   t.same(a.headers, { 'x-chikai-wait-ms': '250', 'x-chikai-behind': '1', 'x-chikai-revision': 'rev=default/hello-00001' });
-  clock += 1000;
+  clock.advance(1000);
   q.next();
   t.equal(b.headers['x-chikai-wait-ms'], '1250');
   t.equal(b.headers['x-chikai-behind'], '0');
@@ -238,34 +241,45 @@ t.test('queue full: rejected at once with retryAfterSeconds, depth stays at the 
   await t.rejects(zero.wait(entry(), new AbortController().signal), QueueFullError, 'maxDepth 0 queues nothing');
 });
 
-t.test('a deadline passing while queued rejects the request and removes it', async (t) => {
+t.test('a deadline passing while queued rejects the request and removes it, not before', async (t) => {
   const outcomes: WaitOutcome[] = [];
-  const q = new RequestQueue(undefined, { observer: { onWaited: (_s, o) => outcomes.push(o) } });
+  const clock = new ManualClock();
+  const q = new RequestQueue(undefined, { clock, observer: { onWaited: (_s, o) => outcomes.push(o) } });
   const stays = entry();
   const r = line(q, [['stays', stays]]);
-  const started = Date.now();
-  const short = q.wait(entry({ deadline: started + 40 }), new AbortController().signal);
-  const viaHeader = q.wait(entry({ deadline: started + 60_000, headers: { 'chikai-timeout-ms': '60' } }), new AbortController().signal);
+  const started = clock.now();
+  const settled: [string, unknown][] = [];
+  const record = (label: string) => (e: unknown) => void settled.push([label, e]);
+  q.wait(entry({ deadline: started + 40 }), new AbortController().signal).then(record('short?'), record('short'));
+  q.wait(entry({ deadline: started + 60_000, headers: { 'chikai-timeout-ms': '60' } }), new AbortController().signal).then(record('header?'), record('header'));
   t.equal(q.depth, 3);
-  await t.rejects(short, QueueDeadlineError);
-  t.ok(Date.now() - started >= 35, 'not before its deadline');
-  await t.rejects(viaHeader, QueueDeadlineError, 'chikai-timeout-ms sets the deadline');
+  await clock.tick(39);
+  t.same(settled, [], 'nothing expires before its deadline');
+  await clock.tick(1);
+  t.same(settled.map(([l]) => l), ['short'], 'the 40 ms deadline passed, the 60 ms one not yet');
+  t.ok(settled[0]![1] instanceof QueueDeadlineError);
+  await clock.tick(20);
+  t.same(settled.map(([l]) => l), ['short', 'header'], 'chikai-timeout-ms sets the deadline');
+  t.ok(settled[1]![1] instanceof QueueDeadlineError);
   t.equal(q.depth, 1, 'expired requests left the queue');
   t.same(outcomes, ['deadline', 'deadline']);
   t.equal(q.next(), true);
   t.equal(q.next(), false);
   await tick();
   t.same(r.served, ['stays']);
-  await t.rejects(q.wait(entry({ deadline: Date.now() - 1 }), new AbortController().signal), QueueDeadlineError, 'already late: refused');
+  await t.rejects(q.wait(entry({ deadline: clock.now() - 1 }), new AbortController().signal), QueueDeadlineError, 'already late: refused');
   t.equal(q.depth, 0);
+  t.equal(clock.timers, 0, 'no deadline timer left armed');
 });
 
 t.test('next() skips a request whose deadline passed before its timer fired', async (t) => {
-  let clock = Date.now();
-  const q = new RequestQueue(undefined, { now: () => clock });
-  const late = q.wait(entry({ deadline: clock + 60_000 }), new AbortController().signal);
+  // now() is past the deadline while the timer has not run yet (a busy event loop).
+  const clock = new ManualClock();
+  let now = clock.now();
+  const q = new RequestQueue(undefined, { clock: { now: () => now, after: (ms, fn) => clock.after(ms, fn) } });
+  const late = q.wait(entry({ deadline: now + 60_000 }), new AbortController().signal);
   const r = line(q, [['on-time', entry()]]);
-  clock += 61_000; // the fake clock is past the deadline; the real timer is far off
+  now += 61_000;
   t.equal(q.next(), true);
   await t.rejects(late, QueueDeadlineError);
   await tick();
@@ -335,13 +349,13 @@ t.test('clear() rejects every waiter with the reason; observer sees the depth', 
 });
 
 t.test('oldestWaitMs follows the longest waiter whatever the ordering', async (t) => {
-  let clock = 5_000;
-  const q = new RequestQueue(parseQueueConfig({ ordering: 'priority' }, 'test.yaml'), { now: () => clock });
+  const clock = new ManualClock(5_000);
+  const q = new RequestQueue(parseQueueConfig({ ordering: 'priority' }, 'test.yaml'), { clock });
   t.equal(q.oldestWaitMs, 0);
   line(q, [['old-low', entry({ headers: { 'chikai-priority': 'low' } })]]);
-  clock += 100;
+  clock.advance(100);
   line(q, [['new-high', entry({ headers: { 'chikai-priority': 'high' } })]]);
-  clock += 50;
+  clock.advance(50);
   t.equal(q.oldestWaitMs, 150);
   q.next(); // serves new-high
   t.equal(q.oldestWaitMs, 150, 'the low one still waits');
@@ -350,11 +364,11 @@ t.test('oldestWaitMs follows the longest waiter whatever the ordering', async (t
 });
 
 t.test('observer gets time queued per outcome', async (t) => {
-  let clock = 0;
+  const clock = new ManualClock(0);
   const waited: [number, WaitOutcome][] = [];
-  const q = new RequestQueue(undefined, { now: () => clock, observer: { onWaited: (s, o) => waited.push([s, o]) } });
+  const q = new RequestQueue(undefined, { clock, observer: { onWaited: (s, o) => waited.push([s, o]) } });
   line(q, [['a', entry()]]);
-  clock += 1500;
+  clock.advance(1500);
   q.next();
   t.same(waited, [[1.5, 'served']]);
 });
@@ -394,4 +408,23 @@ t.test('config: mistakes name the source, the field and what was expected', asyn
   for (const [raw, message] of cases) {
     t.throws(() => parseQueueConfig(raw, 'cluster.yaml'), { name: 'ConfigError', message }, JSON.stringify(raw));
   }
+});
+
+t.test('config: a mistake in the cluster file\'s queue section names file:line and the field', async (t) => {
+  const yaml = [
+    'nodes: [{ name: node1, address: 127.0.1.1 }]',
+    'revisions: [{ service: hello, name: hello-00001 }]',
+    'queue:',
+    '  ordering: priority',
+    '  hooks:',
+    '    pop:',
+    '      - { set: { a: x } }',
+    '      - { set: { b: "${nope}" } }',
+  ].join('\n');
+  t.throws(() => parseClusterFile(yaml, 'my.yaml'), { name: 'ConfigError', message: /^my\.yaml:8: queue\.hooks\.pop\[1\]\.set\.b: expected only the template variables/ });
+  t.throws(() => parseClusterFile(yaml.replace('ordering: priority', 'ordering: lifo'), 'my.yaml'), { message: /^my\.yaml:4: queue\.ordering: expected one of fifo, priority, deadline/ });
+  t.throws(() => parseClusterFile(yaml.replace('  ordering: priority', '  maxdepth: 3'), 'my.yaml'), { message: /^my\.yaml:4: queue\.maxdepth: expected only the fields ordering, maxDepth/ });
+  const ok = parseClusterFile(yaml.replace('${nope}', '${waitMs}'), 'my.yaml');
+  t.equal(ok.queue.ordering, 'priority', 'the file carries the parsed queue settings');
+  t.equal(ok.queue.hooks.pop.length, 2);
 });

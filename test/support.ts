@@ -67,6 +67,20 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Resolves once `fn` returns a truthy value, polling every `everyMs`. A liveness guard, not
+ * a timing assertion: after `giveUpMs` it fails naming `what`.
+ */
+export async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, giveUpMs = 60_000, everyMs = 20): Promise<T> {
+  const giveUpAt = Date.now() + giveUpMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > giveUpAt) throw new Error(`gave up after ${giveUpMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
 /** A request body of `total` bytes made on the fly, 64 KiB at a time (never held whole). */
 export function generatedBody(total: number): Readable {
   const chunk = Buffer.alloc(64 * 1024, 7);

@@ -41,7 +41,7 @@ export class StaticSplitPolicy implements Policy {
     return (this.weights[endpoint.node] ?? 0) > 0;
   }
 
-  pick(candidates: readonly EndpointState[], _ctx: PickContext): EndpointState | undefined {
+  pick(candidates: readonly EndpointState[], ctx: PickContext): EndpointState | undefined {
     if (candidates.length === 0) return undefined;
     const nodes = [...new Set(candidates.map((c) => c.node))];
     let total = 0;
@@ -56,7 +56,7 @@ export class StaticSplitPolicy implements Policy {
     if (best === undefined) return undefined;
     this.current.set(best, this.current.get(best)! - total);
     let pick: EndpointState | undefined;
-    for (const c of candidates) if (c.node === best && (!pick || c.inFlight < pick.inFlight)) pick = c;
+    for (const c of candidates) if (c.node === best && (!pick || ctx.ownInFlight(c.pod) < ctx.ownInFlight(pick.pod))) pick = c;
     return pick;
   }
 }

@@ -5,6 +5,7 @@
 // network's relay on the node address (127.0.1.N); that public address and port go into
 // the model as the pod's endpoint. Node proxies are exposed the same way with `expose`.
 import type { ClusterModel, EndpointInfo } from '../model.js';
+import type { Clock } from '../clock.js';
 import type { PodSpec } from '../config.js';
 import { EmulatedNetwork, hiddenAddress, seededRandom, type Exposure, type HostPort } from './network.js';
 import { EmulatedPod } from './pod.js';
@@ -19,6 +20,8 @@ export interface EmulatedClusterOptions {
   readonly seed?: number;
   /** Bytes a relay holds per direction before pausing the sender (default 1 MiB). */
   readonly maxPendingBytes?: number;
+  /** Time for the network's delays and the pods' service times. */
+  readonly clock?: Clock;
 }
 
 export interface EmulatedCluster {
@@ -49,7 +52,7 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
   const { model } = options;
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32);
   const rand = seededRandom(seed ^ 0x5bd1e995);
-  const network = new EmulatedNetwork(model, { seed, maxPendingBytes: options.maxPendingBytes });
+  const network = new EmulatedNetwork(model, { seed, maxPendingBytes: options.maxPendingBytes, clock: options.clock });
   const running = new Map<string, Running>();
   /** Names taken, including pods still starting. */
   const names = new Set<string>();
@@ -90,6 +93,7 @@ export async function startEmulatedCluster(options: EmulatedClusterOptions): Pro
       serviceTimeMs: spec.serviceTimeMs,
       capacity: spec.capacity,
       random: seededRandom(Math.floor(rand() * 2 ** 32)),
+      clock: options.clock,
     });
     let exposure: Exposure;
     try {

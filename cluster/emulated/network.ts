@@ -18,7 +18,7 @@
 // window (`maxPendingBytes` per direction, which bounds memory and so caps throughput at
 // window / one-way delay).
 import net from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { systemClock, type Clock, type Timer } from '../clock.js';
 import type { ClusterModel, NodeInfo } from '../model.js';
 
 export interface HostPort {
@@ -31,6 +31,8 @@ export interface EmulatedNetworkOptions {
   readonly seed?: number;
   /** Bytes a relay holds per direction before it pauses the sender (default 1 MiB). */
   readonly maxPendingBytes?: number;
+  /** When chunks fall due (tests move a manual clock). */
+  readonly clock?: Clock;
 }
 
 export interface Exposure {
@@ -56,6 +58,8 @@ export interface NetworkStats {
   readonly peakPendingBytes: number;
   /** Bytes delivered by all relays. */
   readonly bytes: number;
+  /** Bytes held by all relays now, waiting for their delivery time. */
+  readonly queuedBytes: number;
 }
 
 const DEFAULT_MAX_PENDING = 1 << 20;
@@ -105,14 +109,16 @@ function plainAddress(a: string | undefined): string {
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
 
-/** One timer for all relays: a min-heap of wake-ups, no busy waiting. */
+/** One timer for all relays: a min-heap of wake-ups on the network's clock, no busy waiting. */
 class Scheduler {
   private heap: { due: number; seq: number; fn: () => void }[] = [];
   private seq = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private armedFor = Infinity;
   private closed = false;
+
+  constructor(readonly clock: Clock) {}
 
   at(due: number, fn: () => void): void {
     if (this.closed) return;
@@ -155,16 +161,16 @@ class Scheduler {
     const next = this.heap[0];
     if (!next || this.closed) return;
     this.armedFor = next.due;
-    const wait = next.due - performance.now();
+    const wait = next.due - this.clock.now();
     // Due (nearly) now: the next turn of the loop, not a timer (a timer costs ≥ 1 ms).
     if (wait <= EARLY_MS) this.immediate = setImmediate(() => this.run());
     // Timers fire about half a millisecond late on average; aim that much earlier (run()
     // accepts anything due within EARLY_MS, so an early wake-up is harmless).
-    else this.timer = setTimeout(() => this.run(), wait - TIMER_LATENESS_MS);
+    else this.timer = this.clock.after(wait - TIMER_LATENESS_MS, () => this.run());
   }
 
   private disarm(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     if (this.immediate) clearImmediate(this.immediate);
     this.timer = undefined;
     this.immediate = undefined;
@@ -175,7 +181,7 @@ class Scheduler {
     this.timer = undefined;
     this.immediate = undefined;
     this.armedFor = Infinity;
-    const limit = performance.now() + EARLY_MS;
+    const limit = this.clock.now() + EARLY_MS;
     while (this.heap.length > 0 && this.heap[0]!.due <= limit) {
       const item = this.pop()!;
       try {
@@ -232,12 +238,12 @@ class Direction {
   push(item: Item): void {
     if (this.done) return;
     const delay = this.net.sampleOneWayMs(this.from, this.to);
-    const now = performance.now();
+    const now = this.net.scheduler.clock.now();
     item.due = Math.max(this.lastDue, now + delay);
     this.lastDue = item.due;
     if (item.kind === 'data') {
       this.pending += item.data.length;
-      this.net.notePending(this.held);
+      this.net.noteQueued(item.data.length, this.held);
     }
     if (item.due <= now && !this.scheduled && this.head === this.queue.length && !this.dark()) {
       // No delay on this link and nothing queued ahead: pass it straight on.
@@ -275,6 +281,7 @@ class Direction {
     this.done = true;
     this.queue = [];
     this.head = 0;
+    this.net.noteQueued(-this.pending, 0);
     this.pending = 0;
     this.stopReading();
     this.net.unhold(this);
@@ -304,7 +311,7 @@ class Direction {
       this.net.hold(this);
       return;
     }
-    const limit = performance.now() + EARLY_MS;
+    const limit = this.net.scheduler.clock.now() + EARLY_MS;
     while (this.head < this.queue.length && this.queue[this.head]!.due <= limit) {
       const item = this.queue[this.head]!;
       this.queue[this.head++] = undefined as unknown as Item;
@@ -327,6 +334,7 @@ class Direction {
     switch (item.kind) {
       case 'data':
         this.pending -= item.data.length;
+        this.net.noteQueued(-item.data.length, 0);
         if (!dst.destroyed && dst.writable) {
           dst.write(item.data);
           this.net.noteDelivered(item.data.length, this.held);
@@ -414,7 +422,7 @@ class Relay implements Exposure {
  * User-space latency between emulated nodes. One instance per emulated cluster.
  */
 export class EmulatedNetwork {
-  readonly scheduler = new Scheduler();
+  readonly scheduler: Scheduler;
   readonly maxPendingBytes: number;
   private readonly normal: () => number;
   private readonly relays = new Set<Relay>();
@@ -424,6 +432,7 @@ export class EmulatedNetwork {
   private acceptedCount = 0;
   private peakPending = 0;
   private delivered = 0;
+  private queued = 0;
   private isClosed = false;
 
   constructor(
@@ -431,6 +440,7 @@ export class EmulatedNetwork {
     options: EmulatedNetworkOptions = {},
   ) {
     this.maxPendingBytes = options.maxPendingBytes ?? DEFAULT_MAX_PENDING;
+    this.scheduler = new Scheduler(options.clock ?? systemClock);
     this.normal = normalSampler(seededRandom(options.seed ?? Math.floor(Math.random() * 2 ** 32)));
   }
 
@@ -494,7 +504,7 @@ export class EmulatedNetwork {
   }
 
   stats(): NetworkStats {
-    return { connections: this.open, accepted: this.acceptedCount, peakPendingBytes: this.peakPending, bytes: this.delivered };
+    return { connections: this.open, accepted: this.acceptedCount, peakPendingBytes: this.peakPending, bytes: this.delivered, queuedBytes: this.queued };
   }
 
   /** Destroy every relay and connection. */
@@ -523,7 +533,8 @@ export class EmulatedNetwork {
   /** @internal */ closed(): void {
     this.open--;
   }
-  /** @internal */ notePending(held: number): void {
+  /** @internal */ noteQueued(bytes: number, held: number): void {
+    this.queued += bytes;
     if (held > this.peakPending) this.peakPending = held;
   }
   /** @internal */ noteDelivered(bytes: number, held: number): void {

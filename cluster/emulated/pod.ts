@@ -1,8 +1,8 @@
 // An emulated Knative pod: the user container plus the queue-proxy behaviour chikai relies
 // on, in one http.Server. It answers `Konnichiwa from <pod> in <node>` after a sampled
-// service time (timers, never CPU), serves `capacity` requests in parallel and queues the
-// rest FIFO, answers queue-proxy readiness probes, and stamps every response with an ORCA
-// `endpoint-load-metrics` header so routing policies can see its load.
+// service time (timers on its clock, never CPU), serves `capacity` requests in parallel and
+// queues the rest FIFO, answers queue-proxy readiness probes, and stamps every response
+// with an ORCA `endpoint-load-metrics` header so routing policies can see its load.
 //
 // Routes (any method):
 //   K-Network-Probe: <any> or GET /healthz  → 200 `queue` (503 `not ready` after setReady(false))
@@ -17,7 +17,8 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ORCA_HEADER } from '../orca.js';
+import { systemClock, type Clock, type Timer } from '../clock.js';
+import { ORCA_HEADER, formatOrcaHeader } from '../orca.js';
 
 export interface EmulatedPodOptions {
   readonly name: string;
@@ -34,6 +35,8 @@ export interface EmulatedPodOptions {
   readonly capacity?: number;
   /** Uniform [0, 1) source for service times (seeded in reproducible runs). */
   readonly random?: () => number;
+  /** Time for service times and the request rate (tests move a manual clock). */
+  readonly clock?: Clock;
 }
 
 export const POD_HEADER = 'x-chikai-pod';
@@ -64,10 +67,11 @@ export class EmulatedPod {
   private readonly host: string;
   private readonly wantedPort: number;
   private readonly random: () => number;
+  private readonly clock: Clock;
   private readonly server: http.Server;
   private readonly wss: WebSocketServer;
   private readonly sockets = new Set<net.Socket>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new Set<Timer>();
   private readonly waiters: { grant: () => void }[] = [];
   private busySlots = 0;
   private slowdown = 1;
@@ -91,6 +95,7 @@ export class EmulatedPod {
       throw new Error(`pod ${this.name}: serviceTimeMs needs 0 ≤ min ≤ max, got ${JSON.stringify(this.serviceTimeMs)}`);
     }
     this.random = options.random ?? Math.random;
+    this.clock = options.clock ?? systemClock;
     this.server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res));
     this.server.on('connection', (s: net.Socket) => {
       this.sockets.add(s);
@@ -167,21 +172,23 @@ export class EmulatedPod {
 
   /** Requests per second over the last second. */
   recentRps(): number {
-    this.rotateRps(Date.now());
+    this.rotateRps(this.clock.now());
     const sum = this.rpsBuckets.reduce((a, b) => a + b, 0);
     return sum / (RPS_WINDOW_MS / 1000);
   }
 
   /**
-   * The ORCA load report stamped on every response; a response that did work also carries
-   * how long it took (`service_ms`), which Envoy passes on in its load reports.
+   * The ORCA load report stamped on every response. `in_flight` counts the requests inside
+   * the pod besides the one being answered (it has left its slot when the header is written);
+   * a response that did work also carries how long it took (`service_ms`), which Envoy
+   * passes on in its load reports.
    */
   loadHeader(serviceMs?: number): string {
-    return (
-      `TEXT cpu_utilization=${round(this.busySlots / this.capacity)}, rps_fractional=${round(this.recentRps())}, ` +
-      `named_metrics.in_flight=${this.inFlight}, named_metrics.capacity=${this.capacity}` +
-      (serviceMs === undefined ? '' : `, named_metrics.service_ms=${round(serviceMs)}`)
-    );
+    return formatOrcaHeader({
+      cpuUtilization: round(this.busySlots / this.capacity),
+      rpsFractional: round(this.recentRps()),
+      named: { in_flight: this.inFlight, capacity: this.capacity, ...(serviceMs === undefined ? {} : { service_ms: round(serviceMs) }) },
+    });
   }
 
   /**
@@ -299,17 +306,17 @@ export class EmulatedPod {
   private work(req: http.IncomingMessage, res: http.ServerResponse, ms: number, body: (ms: number) => string): void {
     req.resume();
     let state: 'waiting' | 'busy' | 'done' = 'waiting';
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     const waiter = {
       grant: () => {
         state = 'busy';
         this.busySlots++;
-        const granted = performance.now();
+        const granted = this.clock.now();
         const due = granted + ms;
         // Node's timers truncate to whole ms and count from the loop's cached clock, so they
         // can fire up to ~2 ms early: wait out the rest, or the pod would be faster than drawn.
         const done = () => {
-          const left = due - performance.now();
+          const left = due - this.clock.now();
           if (left > 0) {
             timer = this.after(left, done);
             return;
@@ -322,7 +329,7 @@ export class EmulatedPod {
             'content-length': Buffer.byteLength(text),
             [LOAD_HEADER]: this.loadHeader(ms),
             [SERVICE_TIME_HEADER]: String(round(ms)),
-            [HELD_TIME_HEADER]: String(round(performance.now() - granted)),
+            [HELD_TIME_HEADER]: String(round(this.clock.now() - granted)),
           });
           res.end(text);
         };
@@ -386,7 +393,7 @@ export class EmulatedPod {
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', [LOAD_HEADER]: this.loadHeader() });
     res.flushHeaders();
     let i = 0;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     const tick = () => {
       timer = undefined;
       if (res.destroyed) return;
@@ -416,27 +423,27 @@ export class EmulatedPod {
     res.end(text);
   }
 
-  private after(ms: number, fn: () => void): NodeJS.Timeout {
-    const t = setTimeout(() => {
+  private after(ms: number, fn: () => void): Timer {
+    const t = this.clock.after(ms, () => {
       this.timers.delete(t);
       fn();
-    }, ms);
+    });
     this.timers.add(t);
     return t;
   }
 
-  private cancel(t: NodeJS.Timeout): void {
-    clearTimeout(t);
+  private cancel(t: Timer): void {
+    t.cancel();
     this.timers.delete(t);
   }
 
   private clearTimers(): void {
-    for (const t of this.timers) clearTimeout(t);
+    for (const t of this.timers) t.cancel();
     this.timers.clear();
   }
 
   private countArrival(): void {
-    const now = Date.now();
+    const now = this.clock.now();
     this.rotateRps(now);
     this.rpsBuckets[this.rpsBucketIndex]!++;
   }

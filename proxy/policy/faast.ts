@@ -2,16 +2,19 @@
 // window, R[i][j] = D[i][j] (RTT from this node i to node j) + P[j] (mean request latency
 // of the revision's pods on node j); w[i][j] = (1/r) / Σ_k (1/r) × 100 with r = 0 read as
 // 0.1 ms; nodes without pods get 0, nodes with pods but weight 0 get 1, and the row is
-// renormalised. A request picks a node by weight, then round robin inside the node.
+// renormalised. The node is a weighted choice by w, the pod inside it round robin.
+import { systemClock, type Clock } from '../../cluster/clock.js';
+import { rttOrConfigured } from '../../cluster/load.js';
 import type { EndpointState } from '../endpoints.js';
+import { RoundRobin, weighted, type Random } from './choosers.js';
 import type { PickContext, Policy } from './policy.js';
 
 const WINDOW_MS = 10_000;
 const RECOMPUTE_MS = 2_000;
 
 interface Sample {
-  at: number;
-  ms: number;
+  readonly at: number;
+  readonly ms: number;
 }
 
 /** The published weight formula for one row (this node i): node → weight in percent. */
@@ -31,41 +34,41 @@ export function faastWeights(d: ReadonlyMap<string, number>, p: ReadonlyMap<stri
 
 export class FaastPolicy implements Policy {
   readonly name = 'faast';
+  /** Latencies seen per `revision node`, for the window. */
   private readonly samples = new Map<string, Sample[]>();
-  private weights = new Map<string, Map<string, number>>();
-  private computedAt = new Map<string, number>();
-  private readonly cursor = new Map<string, number>();
+  private readonly rows = new Map<string, { readonly weights: Map<string, number>; readonly at: number }>();
+  private readonly turns = new RoundRobin();
 
-  constructor(private readonly random: () => number = Math.random, private readonly now: () => number = () => performance.now()) {}
+  constructor(private readonly random: Random = Math.random, private readonly clock: Clock = systemClock) {}
 
   observe(endpoint: EndpointState, ttfbMs: number): void {
-    // P[j] is the pods' own latency (Knative's revision_request_latencies, measured at the
-    // queue-proxy), so the network part is taken out; it is added back as D.
-    const list = this.samples.get(endpoint.info.revision + ' ' + endpoint.node) ?? [];
-    list.push({ at: this.now(), ms: ttfbMs });
-    this.samples.set(endpoint.info.revision + ' ' + endpoint.node, list);
+    const key = `${endpoint.info.revision} ${endpoint.node}`;
+    const list = this.samples.get(key) ?? [];
+    list.push({ at: this.clock.now(), ms: ttfbMs });
+    this.samples.set(key, list);
   }
 
+  /** This node's weights for the revision, recomputed every 2 s. */
   private row(ctx: PickContext): Map<string, number> {
-    const now = this.now();
-    const at = this.computedAt.get(ctx.revisionKey);
-    const cached = this.weights.get(ctx.revisionKey);
-    if (cached && at !== undefined && now - at < RECOMPUTE_MS) return cached;
+    const now = this.clock.now();
+    const cached = this.rows.get(ctx.revisionKey);
+    if (cached && now - cached.at < RECOMPUTE_MS) return cached.weights;
     const withPods = new Set(ctx.snapshot.readyEndpoints(ctx.revisionKey).map((e) => e.node));
     const d = new Map<string, number>();
     const p = new Map<string, number>();
     for (const j of withPods) {
-      const rtt = j === ctx.node ? 0 : ctx.load.rttMs(ctx.node, j) ?? ctx.snapshot.link(ctx.node, j).rttMs;
+      const rtt = rttOrConfigured(ctx.load, ctx.snapshot, ctx.node, j);
       d.set(j, rtt);
-      const key = ctx.revisionKey + ' ' + j;
+      const key = `${ctx.revisionKey} ${j}`;
       const recent = (this.samples.get(key) ?? []).filter((s) => now - s.at <= WINDOW_MS);
       this.samples.set(key, recent);
+      // P[j] is the pods' own latency (Knative's revision_request_latencies, measured at the
+      // queue-proxy), so the network part of what the proxy saw is taken out; D adds it back.
       if (recent.length > 0) p.set(j, Math.max(0, recent.reduce((a, s) => a + s.ms, 0) / recent.length - rtt));
     }
-    const w = faastWeights(d, p, withPods);
-    this.weights.set(ctx.revisionKey, w);
-    this.computedAt.set(ctx.revisionKey, now);
-    return w;
+    const weights = faastWeights(d, p, withPods);
+    this.rows.set(ctx.revisionKey, { weights, at: now });
+    return weights;
   }
 
   pick(candidates: readonly EndpointState[], ctx: PickContext): EndpointState | undefined {
@@ -73,28 +76,11 @@ export class FaastPolicy implements Policy {
     const w = this.row(ctx);
     const byNode = new Map<string, EndpointState[]>();
     for (const c of candidates) {
-      const l = byNode.get(c.node) ?? [];
-      l.push(c);
-      byNode.set(c.node, l);
+      const l = byNode.get(c.node);
+      if (l) l.push(c);
+      else byNode.set(c.node, [c]);
     }
-    // Weighted draw among the nodes that have a candidate now.
-    const nodes = [...byNode.keys()];
-    const total = nodes.reduce((a, n) => a + (w.get(n) ?? 0), 0);
-    let node = nodes[0];
-    if (total > 0) {
-      let x = this.random() * total;
-      for (const n of nodes) {
-        x -= w.get(n) ?? 0;
-        if (x < 0) {
-          node = n;
-          break;
-        }
-      }
-    }
-    const list = byNode.get(node)!;
-    const key = ctx.revisionKey + ' ' + node;
-    const i = this.cursor.get(key) ?? 0;
-    this.cursor.set(key, i + 1);
-    return list[i % list.length];
+    const node = weighted([...byNode.keys()], (n) => w.get(n) ?? 0, this.random)!;
+    return this.turns.next(`${ctx.revisionKey} ${node}`, byNode.get(node)!);
   }
 }

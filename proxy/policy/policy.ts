@@ -1,5 +1,6 @@
 // A load-balancing policy picks one endpoint among the candidates that have a free slot.
-// Policies are selected by name (`--policy`, `proxy.policy` in the cluster file).
+// Policies are selected by name (`--policy`, `proxy.policy` in the cluster file); each is a
+// load metric composed with a chooser (choosers.ts, load-metrics.ts).
 import type { LoadView } from '../../cluster/load.js';
 import type { ClusterSnapshot, RevisionInfo } from '../../cluster/model.js';
 import type { EndpointState } from '../endpoints.js';
@@ -10,8 +11,10 @@ export interface PickContext {
   readonly revision: RevisionInfo;
   readonly revisionKey: string;
   readonly snapshot: ClusterSnapshot;
-  /** Measured RTTs and pod load as this proxy knows them. */
+  /** Measured RTTs and pod load as this proxy knows them (in flight over every proxy). */
   readonly load: LoadView;
+  /** This proxy's own requests in flight at a pod (all an activator's balancing sees). */
+  readonly ownInFlight: (pod: string) => number;
 }
 
 export interface Policy {

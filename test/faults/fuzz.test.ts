@@ -17,8 +17,11 @@ const SEEDS: readonly string[] = [
   `GET http://${WITNESS_HOST}/abs HTTP/1.1\r\nHost: ${WITNESS_HOST}\r\n\r\n`,
 ];
 
+/** An address outside the cluster that nothing else on this machine uses: the trap listens there. */
+const TRAP = '127.0.9.9';
+
 /** Bytes that matter to an HTTP parser. */
-const INTERESTING = ['\r', '\n', '\r\n', '\0', ':', ' ', '\t', ',', ';', '%', '/', '?', '#', '@', '\u007f', '\u00ff', 'chunked', 'Content-Length: 7\r\n', 'Transfer-Encoding: chunked\r\n', 'Host: 127.0.0.1:1\r\n', '0\r\n\r\n'];
+const INTERESTING = ['\r', '\n', '\r\n', '\0', ':', ' ', '\t', ',', ';', '%', '/', '?', '#', '@', '\u007f', '\u00ff', 'chunked', 'Content-Length: 7\r\n', 'Transfer-Encoding: chunked\r\n', `Host: ${TRAP}:1\r\n`, '0\r\n\r\n'];
 
 function mutate(seed: string, rand: () => number): string {
   let s = seed;
@@ -48,7 +51,8 @@ t.test(`fuzz: ${scale(3000, 20000)} mutated requests; afterwards the proxy is al
   const p = await startProxyProcess(t, { pods: 1, proxyExtra: 'maxBodyBytes: 65536' });
   let outside = 0;
   const trap = net.createServer((s) => { outside++; s.destroy(); });
-  await new Promise<void>((r) => trap.listen(1, '127.0.0.1', r).once('error', () => trap.listen(0, '127.0.0.1', r)));
+  // Port 1 on an address of its own: a connection can only come from a request that named it.
+  await new Promise<void>((r) => trap.listen(1, TRAP, r));
   t.teardown(() => new Promise<void>((r) => trap.close(() => r())));
   // Warm up so the baseline includes what any proxy allocates for its first requests.
   for (let i = 0; i < 50; i++) await (await request(p.url, { headers: { host: HOST } })).body.dump();

@@ -63,7 +63,6 @@ t.test('requests in flight on a killed pod: GETs answered by another pod, POSTs 
   const url = stack.proxyUrl('node1');
   const [victim, survivor] = stack.cluster.pods;
   const call = async (method: 'GET' | 'POST', path: string) => {
-    const t0 = performance.now();
     const r = await request(`${url}${path}`, { method, headers: { host: HELLO_HOST }, body: method === 'POST' ? 'payload' : undefined });
     let body: string;
     try {
@@ -71,7 +70,7 @@ t.test('requests in flight on a killed pod: GETs answered by another pod, POSTs 
     } catch (err) {
       body = `(cut: ${(err as Error).message})`;
     }
-    return { status: r.statusCode, body, pod: r.headers['x-chikai-pod'], ms: performance.now() - t0 };
+    return { status: r.statusCode, body, pod: r.headers['x-chikai-pod'] };
   };
   const gets = Array.from({ length: 8 }, () => call('GET', '/sleep?ms=600'));
   const posts = Array.from({ length: 8 }, () => call('POST', '/sleep?ms=600'));
@@ -87,7 +86,7 @@ t.test('requests in flight on a killed pod: GETs answered by another pod, POSTs 
   const failed = p.filter((r) => r.status !== 200);
   t.ok(failed.length > 0, `${failed.length} POSTs were on the killed pod`);
   t.ok(failed.every((r) => r.status === 502 && r.body.includes(`pod ${victim.name} on node1 failed`)), 'and got 502 naming it');
-  t.ok([...g, ...p].every((r) => r.ms < 10_000), 'nothing waited for a timeout');
+  t.ok([...g, ...p].every((r) => r.status === 200 || r.status === 502), 'nothing waited for the revision timeout (503/504)');
   if (s.pod === victim.name) t.match(s.body, /^\(cut:/, 'a response already streaming from the killed pod is cut, not ended cleanly');
   else t.match(s.body, /chunk 19\n$/, 'the stream on the surviving pod completed');
 });

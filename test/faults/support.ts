@@ -173,8 +173,10 @@ export interface RawAnswer {
   readonly text: string;
   /** The server closed the connection (FIN or reset) before `timeoutMs`. */
   readonly closed: boolean;
-  /** Time until the connection closed, or until the timeout. */
+  /** Time until the connection closed, or until the timeout (reported, never asserted). */
   readonly ms: number;
+  /** Parts of the request written before the connection closed (slowloris: fewer than all). */
+  readonly written: number;
 }
 
 /**
@@ -195,8 +197,9 @@ export function rawExchange(host: string, port: number, bytes: string | Buffer, 
       const text = Buffer.concat(chunks).toString('latin1');
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
       socket.destroy();
-      resolve({ status: m ? Number(m[1]) : 0, text, closed, ms: performance.now() - t0 });
+      resolve({ status: m ? Number(m[1]) : 0, text, closed, ms: performance.now() - t0, written: i });
     };
+    let i = 0;
     const timer = setTimeout(() => finish(false), timeoutMs);
     socket.on('data', (c: Buffer) => {
       chunks.push(c);
@@ -207,7 +210,6 @@ export function rawExchange(host: string, port: number, bytes: string | Buffer, 
     const buf = typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes;
     const parts = Math.max(1, opts.writes ?? 1);
     const size = Math.ceil(buf.length / parts);
-    let i = 0;
     const writeNext = () => {
       if (done || socket.destroyed) return;
       socket.write(buf.subarray(i * size, (i + 1) * size));
@@ -218,20 +220,7 @@ export function rawExchange(host: string, port: number, bytes: string | Buffer, 
   });
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Resolves once `fn` returns a truthy value; rejects after `timeoutMs`, naming `what`. */
-export async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 5000, everyMs = 20): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
+export { sleep, until } from '../support.js';
 
 /** This process's heap after two full collections: what is really still referenced. */
 export function heapAfterGc(): number {

@@ -1,0 +1,119 @@
+// What every step of the request path works on, whatever the protocol: an Exchange (one
+// request from a client, and how to answer it or forward it), and the Outcome each step
+// hands back up the chain. HTTP/1 requests (http1.ts) and upgrades (upgrade.ts) are
+// Exchanges; HTTP/2 (h2c) enters the chain the same way, as a third adapter.
+import type { IncomingMessage } from 'node:http';
+import type { ClusterSnapshot, RevisionInfo } from '../cluster/model.js';
+import type { EndpointState } from './endpoints.js';
+import type { QueueEntry, RequestHeaders } from '../queue/index.js';
+
+export type { RequestHeaders } from '../queue/index.js';
+export type ResponseHeaders = Record<string, string | string[] | undefined>;
+
+/** Response headers arrived from the pod, `ttfbMs` after the request was sent. */
+export type ResponseObserver = (status: number, headers: ResponseHeaders, ttfbMs: number) => void;
+
+export type ForwardResult =
+  | { readonly kind: 'done'; readonly status: number }
+  /** No response byte reached the client; `retryable` when the pod cannot have acted on it. */
+  | { readonly kind: 'failed-before-response'; readonly error: Error; readonly retryable: boolean }
+  /** The client already has the status line: the only thing left is to cut the connection. */
+  | { readonly kind: 'failed-mid-response'; readonly status: number; readonly error: Error }
+  /** A body without Content-Length grew past the limit before the pod answered. */
+  | { readonly kind: 'body-too-large'; readonly limit: number };
+
+/** An answer the proxy gives itself. */
+export interface Answer {
+  readonly status: number;
+  readonly body: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Close the connection after it (the request's framing cannot be trusted). */
+  readonly close?: boolean;
+}
+
+/** The revision a request is for, found by the resolve step. */
+export interface Route {
+  readonly revision: RevisionInfo;
+  readonly revisionKey: string;
+  readonly snapshot: ClusterSnapshot;
+  /** The request as the queue sees it: its upstream headers (hooks rewrite them) and deadline. */
+  readonly entry: QueueEntry;
+}
+
+export interface Exchange {
+  readonly protocol: 'http1' | 'upgrade';
+  /** Method, target, headers and the client's socket, as Node parsed them. */
+  readonly req: IncomingMessage;
+  /** When it arrived (clock ms). */
+  readonly arrivedAt: number;
+  /** Aborts when the client goes away or a step gives up on the request (the reason says which). */
+  readonly signal: AbortSignal;
+  abort(reason: Error): void;
+  /** Set by the resolve step; metrics label by it. */
+  route: Route | undefined;
+  /** The proxy's own answer; a connection whose response already started is cut instead. */
+  answer(a: Answer): void;
+  /** A response started and cannot be completed: cut the connection. */
+  cut(): void;
+  /** Ask the client to close the connection after this response (draining). */
+  closeAfterResponse(): void;
+  /** Send the request to a pod and relay what it answers. */
+  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSignal, onResponse: ResponseObserver): Promise<ForwardResult>;
+}
+
+/** An exchange whose revision is known. */
+export interface Routed {
+  readonly x: Exchange;
+  readonly route: Route;
+}
+
+/** The client closed the connection before its response was complete. */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('client closed the connection');
+  }
+}
+
+/** The revision's timeoutSeconds passed. */
+export class RequestTimeoutError extends Error {
+  constructor() {
+    super('activator request timeout');
+  }
+}
+
+/** How a request ended, as each step reports it up the chain. */
+export type Outcome =
+  /** The proxy answered itself (probe, 400, 404, 413, 503). */
+  | (Answer & { readonly kind: 'answered'; readonly node: string })
+  /** The pod's response (or the upgraded tunnel) went to the client. */
+  | { readonly kind: 'relayed'; readonly status: number; readonly node: string }
+  /** The pod failed before any response byte: 502, unless the retry step sends it elsewhere. */
+  | { readonly kind: 'failed'; readonly pod: string; readonly node: string; readonly reason: string; readonly detail: string; readonly retryable: boolean }
+  /** The revision timeout passed before the pod answered: 504. */
+  | { readonly kind: 'timed-out'; readonly node: string }
+  /** The response had started when it failed: the connection is cut. */
+  | { readonly kind: 'cut'; readonly status: number; readonly node: string }
+  /** The client went away: nothing to send (499 in the metrics, as nginx counts it). */
+  | { readonly kind: 'gone'; readonly node: string };
+
+/** The node whose pod the outcome came from ("none" when no pod was involved). */
+export const NO_NODE = 'none';
+
+/** The status code an outcome is counted with. */
+export function statusOf(o: Outcome): number {
+  switch (o.kind) {
+    case 'answered':
+    case 'relayed':
+    case 'cut':
+      return o.status;
+    case 'failed':
+      return 502;
+    case 'timed-out':
+      return 504;
+    case 'gone':
+      return 499;
+  }
+}
+
+/** A request the chain turns into an Outcome. */
+export type Handler<T> = (request: T) => Promise<Outcome>;
