@@ -41,7 +41,7 @@ async function main(argv: readonly string[]): Promise<number> {
     throw err;
   }
   finishMachineInfo(machine);
-  const json = JSON.stringify({ scenario: args.scenario, machine, rows: out.rows }, null, 2) + '\n';
+  const json = JSON.stringify({ scenario: args.scenario, machine, rows: out.rows, ...(out.detail ? { detail: out.detail } : {}) }, null, 2) + '\n';
   const dir = resolve(args.resultsDir ?? DEFAULT_RESULTS);
   mkdirSync(dir, { recursive: true });
   const base = join(dir, `${args.scenario}${args.quick ? '-quick' : ''}`);

@@ -3,7 +3,8 @@
 // of the same round, and the stock Kourier, FaaSt and oracle gateway configurations have the
 // shape those systems give Envoy. (Envoy routing with them: test/bench-smoke.test.ts.)
 import t from 'tap';
-import { aggregate, compareIntervals, type Sample, type SideSample } from '../bench/paper/aggregate.js';
+import { aggregate, compareIntervals, roundRatio, type Sample, type SideSample } from '../bench/paper/aggregate.js';
+import { chikaiAgainstEveryone } from '../bench/paper/run.js';
 import { paperClusterFile } from '../bench/paper/cluster.js';
 import { activatorCount, fixedSplitConfigs, kourierConfigs, localProxyConfigs } from '../bench/paper/gateway-config.js';
 import { edgeShareSplit } from '../bench/paper/oracle.js';
@@ -53,6 +54,25 @@ t.test('ratios to the oracle pair every round with the oracle of the same round'
   t.same([chikai.p50_vs_oracle_lo, chikai.p50_vs_oracle, chikai.p50_vs_oracle_hi], [1.1, 1.25, 1.25]);
   t.same([chikai.p50_lo, chikai.p50_hi], [10, 20], 'the latencies themselves keep the machine\'s drift');
   t.equal(rows.find((r) => r.policy === 'oracle')!.p50_vs_oracle, null);
+});
+
+t.test('the headline puts chikai over the oracle and every baseline, round by round, both sides', async (t) => {
+  const at = (policy: string, round: number, s: 'edge' | 'cloud', ms: number): Sample => ({ ...sample(policy, round, side([ms, ms, ms])), side: s });
+  const samples: Sample[] = [];
+  for (const s of ['edge', 'cloud'] as const) {
+    // chikai 10 ms every round; the oracle 8, 10, 9; knative 20, 40, 25.
+    [10, 10, 10].forEach((ms, i) => samples.push(at('chikai', i + 1, s, ms)));
+    [8, 10, 9].forEach((ms, i) => samples.push(at('oracle', i + 1, s, ms)));
+    [20, 40, 25].forEach((ms, i) => samples.push(at('knative', i + 1, s, s === 'edge' ? ms : 2 * ms)));
+  }
+  const rows = aggregate(samples);
+  const chikai = rows.find((r) => r.policy === 'chikai' && r.side === 'edge')!;
+  const knative = rows.find((r) => r.policy === 'knative' && r.side === 'edge')!;
+  t.same(roundRatio(chikai, knative, 50), { value: 0.4, lo: 0.25, hi: 0.5 }, 'median and extremes of the per-round ratios');
+  const md = chikaiAgainstEveryone({ links: [{ rttMs: 50, jitterMs: 10 }], users: [10], rounds: 3, systems: ['knative', 'chikai', 'oracle'].map((policy) => ({ path: 'gateway' as const, policy })) }, rows, 'gateway');
+  t.match(md, /\| RTT \| users \| side \| chikai p50 ms \| ÷ oracle \| ÷ knative \| chikai done \|/, 'the oracle first, then every baseline');
+  t.match(md, /\| 50 ms \| 10 \| edge \| 10\.0 \| 1\.11× \(1\.00–1\.25\) \| 0\.40× \(0\.25–0\.50\) \| 100\.0 % \|/);
+  t.match(md, /\| 50 ms \| 10 \| cloud \| 10\.0 \| 1\.11× \(1\.00–1\.25\) \| 0\.20× \(0\.13–0\.25\) \| 100\.0 % \|/, 'the cloud side gets its own rows');
 });
 
 t.test('two rows differ beyond the rounds\' spread only when their intervals do not overlap', async (t) => {

@@ -36,8 +36,10 @@ t.test('the quick paper scenario writes rows for every system through the Envoy 
   t.match(r.stderr, /oracle selection 50 ms · 10 users/, 'the oracle\'s split is selected on its own measurement');
   t.match(r.stderr, /\[paper 8\/8 /, 'progress shows every step');
 
-  const json = JSON.parse(readFileSync(out, 'utf8')) as { scenario: string; machine: Record<string, unknown>; rows: Record<string, unknown>[] };
-  t.same(Object.keys(json).sort(), ['machine', 'rows', 'scenario']);
+  const json = JSON.parse(readFileSync(out, 'utf8')) as { scenario: string; machine: Record<string, unknown>; rows: Record<string, unknown>[]; detail: { oracle: unknown[]; settings: { rounds: number } } };
+  t.same(Object.keys(json).sort(), ['detail', 'machine', 'rows', 'scenario']);
+  t.equal(json.detail.settings.rounds, 1, 'the run\'s settings are in the JSON');
+  t.ok(json.detail.oracle.length > 0, 'so is the oracle\'s selection');
   t.equal(json.scenario, 'paper');
   t.type(json.machine.cores, 'number');
   const fields = [

@@ -97,11 +97,6 @@ function pool(samples: readonly Sample[]): Float64Array {
   return sorted(all);
 }
 
-interface Pooled {
-  readonly byRound: Map<number, SideSample>;
-  readonly latencies: Float64Array;
-}
-
 export function aggregate(samples: readonly Sample[]): PaperRow[] {
   const groups = new Map<string, Sample[]>();
   for (const s of samples) {
@@ -110,30 +105,15 @@ export function aggregate(samples: readonly Sample[]): PaperRow[] {
     if (g) g.push(s);
     else groups.set(k, [s]);
   }
-  const pooled = new Map<string, Pooled>();
-  for (const [k, g] of groups) pooled.set(k, { byRound: new Map(g.map((s) => [s.round, s.result])), latencies: pool(g) });
-
   const rows: PaperRow[] = [];
-  for (const [k, g] of groups) {
+  for (const g of groups.values()) {
     const first = g[0]!;
-    const me = pooled.get(k)!;
-    const rounds = [...me.byRound.keys()].sort((a, b) => a - b);
-    const perRound = rounds.map((r) => me.byRound.get(r)!);
+    const byRound = new Map(g.map((s) => [s.round, s.result]));
+    const rounds = [...byRound.keys()].sort((a, b) => a - b);
+    const perRound = rounds.map((r) => byRound.get(r)!);
+    const latencies = pool(g);
     const p50s = perRound.map((s) => q(s.latencies, 50));
     const p99s = perRound.map((s) => q(s.latencies, 99));
-    const oracle = first.policy === 'oracle' ? undefined : pooled.get(stepKey({ ...first, policy: 'oracle' }));
-    const vsOracle = (p: number) => {
-      if (!oracle) return { value: null, lo: null, hi: null };
-      const perRoundRatio = rounds.map((r) => {
-        const o = oracle.byRound.get(r);
-        const a = q(me.byRound.get(r)!.latencies, p);
-        const b = o ? q(o.latencies, p) : null;
-        return a !== null && b !== null && b > 0 ? a / b : null;
-      });
-      return { value: median(perRoundRatio, 3), ...spread(perRoundRatio, 3) };
-    };
-    const r50 = vsOracle(50);
-    const r99 = vsOracle(99);
     const p50 = spread(p50s, 2);
     const p99 = spread(p99s, 2);
     const done = spread(perRound.map((s) => share(s.completed, s.offered)), 4);
@@ -147,19 +127,19 @@ export function aggregate(samples: readonly Sample[]): PaperRow[] {
       users: first.users,
       side: first.side,
       rounds: rounds.length,
-      p50_ms: q(me.latencies, 50),
+      p50_ms: q(latencies, 50),
       p50_lo: p50.lo,
       p50_hi: p50.hi,
-      p90_ms: q(me.latencies, 90),
-      p99_ms: q(me.latencies, 99),
+      p90_ms: q(latencies, 90),
+      p99_ms: q(latencies, 99),
       p99_lo: p99.lo,
       p99_hi: p99.hi,
-      p50_vs_oracle: r50.value,
-      p50_vs_oracle_lo: r50.lo,
-      p50_vs_oracle_hi: r50.hi,
-      p99_vs_oracle: r99.value,
-      p99_vs_oracle_lo: r99.lo,
-      p99_vs_oracle_hi: r99.hi,
+      p50_vs_oracle: null,
+      p50_vs_oracle_lo: null,
+      p50_vs_oracle_hi: null,
+      p99_vs_oracle: null,
+      p99_vs_oracle_lo: null,
+      p99_vs_oracle_hi: null,
       offered: sum((s) => s.offered),
       completed: sum((s) => s.completed),
       errors: sum((s) => s.errors),
@@ -172,7 +152,15 @@ export function aggregate(samples: readonly Sample[]): PaperRow[] {
       p99_rounds: p99s,
     });
   }
-  return rows;
+  // Ratios to the oracle of the same path, step and side, round by round.
+  const byKey = new Map(rows.map((r) => [stepKey(r), r]));
+  return rows.map((r) => {
+    const oracle = r.policy === 'oracle' ? undefined : byKey.get(stepKey({ ...r, policy: 'oracle' }));
+    if (!oracle) return r;
+    const r50 = roundRatio(r, oracle, 50);
+    const r99 = roundRatio(r, oracle, 99);
+    return { ...r, p50_vs_oracle: r50.value, p50_vs_oracle_lo: r50.lo, p50_vs_oracle_hi: r50.hi, p99_vs_oracle: r99.value, p99_vs_oracle_lo: r99.lo, p99_vs_oracle_hi: r99.hi };
+  });
 }
 
 /** Pooled latencies of one step over every round (for the CDF chart). */
@@ -190,4 +178,19 @@ export function compareIntervals(a: { lo: number | null; hi: number | null }, b:
   if (a.hi < b.lo) return 'lower';
   if (a.lo > b.hi) return 'higher';
   return 'tie';
+}
+
+/**
+ * `a` over `b` at percentile `p`, taken per round (both measured in the same round, same
+ * step and side; every system runs in every round, so the i-th entries are one round):
+ * the median of the rounds' ratios and the lowest and highest of them.
+ */
+export function roundRatio(a: PaperRow, b: PaperRow, p: 50 | 99): { value: number | null; lo: number | null; hi: number | null } {
+  const xs = p === 50 ? a.p50_rounds : a.p99_rounds;
+  const ys = p === 50 ? b.p50_rounds : b.p99_rounds;
+  const ratios = xs.map((x, i) => {
+    const y = ys[i];
+    return x !== null && y !== null && y !== undefined && y > 0 ? x / y : null;
+  });
+  return { value: median(ratios, 3), ...spread(ratios, 3) };
 }

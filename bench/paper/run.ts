@@ -5,7 +5,7 @@ import { LoadGenerator } from '../load/client.js';
 import { pct, table } from '../report/markdown.js';
 import { lineChart } from '../report/svg.js';
 import type { ScenarioContext, ScenarioOutput } from '../scenario.js';
-import { compareIntervals, type PaperRow, type Side } from './aggregate.js';
+import { compareIntervals, roundRatio, type PaperRow, type Side } from './aggregate.js';
 import { PaperBench, expectedSeconds, type LinkSetting, type PaperOptions, type PaperResult } from './scenario.js';
 import { GATEWAY_POLICIES, PATHS, PROXY_POLICIES, type Path, type SystemId } from './systems.js';
 
@@ -74,7 +74,8 @@ export async function runPaper(ctx: ScenarioContext): Promise<ScenarioOutput> {
     await load.close();
   }
   ctx.log(`[paper] took ${result.minutes} min`);
-  return { rows: result.rows, markdown: paperMarkdown(o, result), charts: { cdf: paperChart(o, result) } };
+  const { log: _log, envoy: _envoy, ...settings } = o;
+  return { rows: result.rows, detail: { settings, oracle: result.oracle, minutes: result.minutes }, markdown: paperMarkdown(o, result), charts: { cdf: paperChart(o, result) } };
 }
 
 type Lookup = (path: Path, policy: string, latency: number, users: number, side: Side) => PaperRow | undefined;
@@ -111,6 +112,38 @@ export function verdict(rows: readonly PaperRow[], path: Path, latency: number, 
   return out;
 }
 
+const ratioCell = (x: { value: number | null; lo: number | null; hi: number | null }) => withRange(x.value, x.lo, x.hi, 2, '×');
+
+/**
+ * The headline: chikai's p50 and p99 at every step and side, and chikai's over every other
+ * system's of the same path, per round (median, in brackets the rounds' extremes). Below
+ * 1× chikai is faster; edge and cloud rows alternate so both sides weigh the same.
+ */
+export function chikaiAgainstEveryone(o: Pick<PaperOptions, 'links' | 'users' | 'systems' | 'rounds'>, rows: readonly PaperRow[], path: Path): string {
+  const get = lookup(rows);
+  const others = o.systems.filter((s) => s.path === path && s.policy !== 'chikai').map((s) => s.policy).sort((a, b) => (a === 'oracle' ? -1 : b === 'oracle' ? 1 : 0));
+  const out: string[] = [`### Headline, ${PATH_TITLE[path]}: chikai over the oracle and every baseline, per step\n`];
+  out.push(`chikai's latency, then chikai's ÷ each system's, per round against the same round (median of the ${o.rounds} rounds, in brackets the lowest and highest). Below 1.00× chikai is faster.\n`);
+  for (const p of [50, 99] as const) {
+    const body: string[][] = [];
+    for (const l of o.links) {
+      for (const u of o.users) {
+        for (const side of SIDES) {
+          const me = get(path, 'chikai', l.rttMs, u, side);
+          if (!me) continue;
+          const cells = others.map((x) => {
+            const r = get(path, x, l.rttMs, u, side);
+            return r ? ratioCell(roundRatio(me, r, p)) : '–';
+          });
+          body.push([`${l.rttMs} ms`, String(u), side, ms(me, p), ...cells, doneOf(me)]);
+        }
+      }
+    }
+    out.push(`\np${p}:\n\n` + table(['RTT', 'users', 'side', `chikai p${p} ms`, ...others.map((x) => `÷ ${x}`), 'chikai done'], body, ['l', 'r', 'l']));
+  }
+  return out.join('\n');
+}
+
 export function paperMarkdown(o: PaperOptions, res: PaperResult): string {
   const { rows } = res;
   const get = lookup(rows);
@@ -130,8 +163,9 @@ export function paperMarkdown(o: PaperOptions, res: PaperResult): string {
     `The oracle's split was selected on a separate measurement before the rounds (below), so its rows are not the best of many noisy probes. ` +
     `Run took ${res.minutes} min.\n`,
   );
+  for (const path of paths.filter((p) => policiesOf(p).includes('chikai'))) out.push(chikaiAgainstEveryone(o, rows, path));
   for (const path of paths) {
-    out.push(`### Headline, ${PATH_TITLE[path]}: p50 and p99 with the oracle's ratio\n`);
+    out.push(`### Every system, ${PATH_TITLE[path]}: p50 and p99 with the oracle's ratio\n`);
     for (const side of SIDES) {
       const body: string[][] = [];
       for (const l of o.links) {
