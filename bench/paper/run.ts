@@ -112,6 +112,18 @@ export function verdict(rows: readonly PaperRow[], path: Path, latency: number, 
   return out;
 }
 
+/** chikai's row at every step and side of a path, edge before cloud. */
+function* chikaiSteps(o: Pick<PaperOptions, 'links' | 'users'>, get: Lookup, path: Path): Generator<{ l: LinkSetting; u: number; side: Side; me: PaperRow }> {
+  for (const l of o.links) {
+    for (const u of o.users) {
+      for (const side of SIDES) {
+        const me = get(path, 'chikai', l.rttMs, u, side);
+        if (me) yield { l, u, side, me };
+      }
+    }
+  }
+}
+
 const ratioCell = (x: { value: number | null; lo: number | null; hi: number | null }) => withRange(x.value, x.lo, x.hi, 2, '×');
 
 /**
@@ -126,18 +138,12 @@ export function chikaiAgainstEveryone(o: Pick<PaperOptions, 'links' | 'users' | 
   out.push(`chikai's latency, then chikai's ÷ each system's, per round against the same round (median of the ${o.rounds} rounds, in brackets the lowest and highest). Below 1.00× chikai is faster.\n`);
   for (const p of [50, 99] as const) {
     const body: string[][] = [];
-    for (const l of o.links) {
-      for (const u of o.users) {
-        for (const side of SIDES) {
-          const me = get(path, 'chikai', l.rttMs, u, side);
-          if (!me) continue;
-          const cells = others.map((x) => {
-            const r = get(path, x, l.rttMs, u, side);
-            return r ? ratioCell(roundRatio(me, r, p)) : '–';
-          });
-          body.push([`${l.rttMs} ms`, String(u), side, ms(me, p), ...cells, doneOf(me)]);
-        }
-      }
+    for (const { l, u, side, me } of chikaiSteps(o, get, path)) {
+      const cells = others.map((x) => {
+        const r = get(path, x, l.rttMs, u, side);
+        return r ? ratioCell(roundRatio(me, r, p)) : '–';
+      });
+      body.push([`${l.rttMs} ms`, String(u), side, ms(me, p), ...cells, doneOf(me)]);
     }
     out.push(`\np${p}:\n\n` + table(['RTT', 'users', 'side', `chikai p${p} ms`, ...others.map((x) => `÷ ${x}`), 'chikai done'], body, ['l', 'r', 'l']));
   }
@@ -183,16 +189,10 @@ export function paperMarkdown(o: PaperOptions, res: PaperResult): string {
     out.push(`\n### Where chikai stands, ${PATH_TITLE[path]}\n`);
     out.push('At every step and side: chikai\'s p50 and p99 against the oracle, and the systems whose every round was better (chikai loses) or worse (chikai wins) than every round of chikai\'s.\n');
     const body: string[][] = [];
-    for (const l of o.links) {
-      for (const u of o.users) {
-        for (const side of SIDES) {
-          const r = get(path, 'chikai', l.rttMs, u, side);
-          if (!r) continue;
-          const v50 = verdict(rows, path, l.rttMs, u, side, 50);
-          const v99 = verdict(rows, path, l.rttMs, u, side, 99);
-          body.push([`${l.rttMs} ms`, String(u), side, ms(r, 50), vsOracle(r, 50), v50.loses.join(', ') || '–', ms(r, 99), vsOracle(r, 99), v99.loses.join(', ') || '–', [...new Set([...v50.wins, ...v99.wins])].join(', ') || '–']);
-        }
-      }
+    for (const { l, u, side, me: r } of chikaiSteps(o, get, path)) {
+      const v50 = verdict(rows, path, l.rttMs, u, side, 50);
+      const v99 = verdict(rows, path, l.rttMs, u, side, 99);
+      body.push([`${l.rttMs} ms`, String(u), side, ms(r, 50), vsOracle(r, 50), v50.loses.join(', ') || '–', ms(r, 99), vsOracle(r, 99), v99.loses.join(', ') || '–', [...new Set([...v50.wins, ...v99.wins])].join(', ') || '–']);
     }
     out.push(table(['RTT', 'users', 'side', 'p50 ms', 'p50 / oracle', 'p50 worse than', 'p99 ms', 'p99 / oracle', 'p99 worse than', 'better than (p50 or p99)'], body, ['l', 'r', 'l']));
   }
