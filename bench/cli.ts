@@ -19,6 +19,10 @@ export interface BenchArgs {
   readonly seconds?: number;
   /** paper: policies to run (oracle included unless left out). */
   readonly policies?: string[];
+  /** paper: request paths to measure (gateway: through the Envoy gateways; proxy: straight to the node proxies). */
+  readonly paths?: string[];
+  /** paper: times every system is measured at every step. */
+  readonly rounds?: number;
   /** overhead: which targets to measure (default all). */
   readonly targets?: string[];
   /** xds: gateway counts and revision counts to sweep. */
@@ -33,15 +37,15 @@ export interface BenchArgs {
 export class UsageError extends Error {}
 
 export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds|emulation|coldstart [--quick] [--out FILE] [--results-dir DIR]
-  paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--policies knative,chikai,oracle,...]
-  overhead: [--seconds N] [--targets direct,chikai,nginx,http-proxy]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
+  paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--rounds N] [--paths gateway,proxy] [--policies knative,chikai,oracle,...]
+  overhead: [--seconds N] [--targets direct,chikai,nginx,envoy,http-proxy]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
   xds:      [--gateways 10,100,1000] [--revisions 10,100,1000] [--servers chikai,go-control-plane] [--parts fanout,loadreports]
             (CHIKAI_BENCH_CPU_PROF=DIR profiles chikai's xDS server; CHIKAI_BENCH_BASELINE=<another build's
             dist/bench/xds/server-process.js> adds that build as chikai-baseline)
   emulation: injected RTT against the configured one, emulated pod CPU (real time, printed)
   coldstart: [--latencies 50,70,100]  (netem-style delay per node; RTT twice that) chikai against an activator-like proxy`;
 
-const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--targets', '--gateways', '--revisions', '--servers', '--parts'];
+const FLAGS = ['--scenario', '--quick', '--out', '--results-dir', '--latencies', '--users', '--seconds', '--policies', '--paths', '--rounds', '--targets', '--gateways', '--revisions', '--servers', '--parts'];
 
 function numbers(flag: string, v: string, min: number): number[] {
   const xs = v.split(',').map((s) => Number(s.trim()));
@@ -78,6 +82,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   const parts = str('parts')?.split(',').map((s) => s.trim()).filter(Boolean);
   const badPart = parts?.find((s) => s !== 'fanout' && s !== 'loadreports');
   if (badPart !== undefined) throw new UsageError(`--parts: expected fanout and/or loadreports, got ${JSON.stringify(badPart)}`);
+  const rounds = str('rounds') === undefined ? undefined : numbers('--rounds', str('rounds')!, 1)[0];
+  if (rounds !== undefined && !Number.isInteger(rounds)) throw new UsageError(`--rounds: expected a whole number of rounds, got ${rounds}`);
   return {
     scenario: scenario as Scenario,
     quick: a.quick === true,
@@ -87,6 +93,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     users: str('users') === undefined ? undefined : numbers('--users', str('users')!, 1),
     seconds,
     policies: str('policies')?.split(',').map((s) => s.trim()).filter(Boolean),
+    paths: str('paths')?.split(',').map((s) => s.trim()).filter(Boolean),
+    rounds,
     targets: str('targets')?.split(',').map((s) => s.trim()).filter(Boolean),
     gateways: str('gateways') === undefined ? undefined : numbers('--gateways', str('gateways')!, 1),
     revisions: str('revisions') === undefined ? undefined : numbers('--revisions', str('revisions')!, 1),

@@ -11,6 +11,8 @@ export interface MachineInfo {
   /** 1, 5 and 15 minute load averages when the run started and ended. */
   readonly load_start: readonly number[];
   load_end?: readonly number[];
+  /** The 1-minute load average sampled every 30 s during the run: lowest, median, highest. */
+  load_during?: { readonly min: number; readonly median: number; readonly max: number; readonly samples: number };
   readonly started_at: string;
   finished_at?: string;
   /** The command line options of the run. */
@@ -33,7 +35,25 @@ export function machineInfo(args: readonly string[]): MachineInfo {
   };
 }
 
+const LOAD_SAMPLE_MS = 30_000;
+const samplers = new WeakMap<MachineInfo, { timer: NodeJS.Timeout; samples: number[] }>();
+
+/** Samples the load average during the run (other work on a shared machine shows up here). */
+export function sampleLoad(m: MachineInfo): void {
+  const samples = [os.loadavg()[0]!];
+  const timer = setInterval(() => samples.push(os.loadavg()[0]!), LOAD_SAMPLE_MS);
+  timer.unref();
+  samplers.set(m, { timer, samples });
+}
+
 export function finishMachineInfo(m: MachineInfo): MachineInfo {
+  const sampler = samplers.get(m);
+  if (sampler) {
+    clearInterval(sampler.timer);
+    const xs = [...sampler.samples].sort((a, b) => a - b);
+    const r = (x: number) => Math.round(x * 100) / 100;
+    m.load_during = { min: r(xs[0]!), median: r(xs[Math.floor(xs.length / 2)]!), max: r(xs[xs.length - 1]!), samples: xs.length };
+  }
   m.load_end = loads();
   m.finished_at = new Date().toISOString();
   return m;

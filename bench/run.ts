@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseBenchArgs, UsageError, type BenchArgs } from './cli.js';
-import { finishMachineInfo, machineInfo } from './machine.js';
+import { finishMachineInfo, machineInfo, sampleLoad } from './machine.js';
 import type { ScenarioContext, ScenarioOutput } from './scenario.js';
 import { runPaper } from './paper/run.js';
 import { runOverhead } from './overhead/run.js';
@@ -27,6 +27,7 @@ async function main(argv: readonly string[]): Promise<number> {
     throw err;
   }
   const machine = machineInfo(argv);
+  sampleLoad(machine);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const ctx: ScenarioContext = { args, machine, log };
   let out: ScenarioOutput;
@@ -41,7 +42,7 @@ async function main(argv: readonly string[]): Promise<number> {
     throw err;
   }
   finishMachineInfo(machine);
-  const json = JSON.stringify({ scenario: args.scenario, machine, rows: out.rows }, null, 2) + '\n';
+  const json = JSON.stringify({ scenario: args.scenario, machine, rows: out.rows, ...(out.detail ? { detail: out.detail } : {}) }, null, 2) + '\n';
   const dir = resolve(args.resultsDir ?? DEFAULT_RESULTS);
   mkdirSync(dir, { recursive: true });
   const base = join(dir, `${args.scenario}${args.quick ? '-quick' : ''}`);

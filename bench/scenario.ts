@@ -12,6 +12,8 @@ export interface ScenarioContext {
 /** The JSON rows, the Markdown report and the SVG charts of one run. */
 export interface ScenarioOutput {
   readonly rows: readonly object[];
+  /** What else a reader needs to redo the report (the paper's settings, its oracle selection); written as `detail`. */
+  readonly detail?: object;
   readonly markdown: string;
   /** SVG charts by file name suffix (`cdf` → paper-cdf.svg). */
   readonly charts: Readonly<Record<string, string>>;

@@ -1,5 +1,7 @@
-// The bench runs from a fresh build: the --quick paper scenario, cut down to one step,
-// writes its JSON, table and chart with a row for every policy and the oracle, both sides.
+// The bench runs from a fresh build: the --quick paper scenario, cut down to one step and
+// the systems that exist on both paths, sends its load through real Envoy gateways (fed by
+// chikai's xDS server or by the bench's fixed configurations) and straight to the proxies,
+// and writes its JSON, table and chart with a row for every system, both sides.
 // Speed is not asserted here; bench/ measures it.
 import t from 'tap';
 import { execFile } from 'node:child_process';
@@ -24,31 +26,48 @@ t.test('an unknown scenario exits 2 and names the valid ones', async (t) => {
   t.match(r.stderr, /unknown scenario "nope": expected one of paper, overhead, xds, emulation/);
 });
 
-t.test('the quick paper scenario writes rows for every policy and the oracle', async (t) => {
+t.test('the quick paper scenario writes rows for every system through the Envoy gateways and straight to the proxies', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'chikai-bench-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const out = join(dir, 'out.json');
-  const r = await bench(['--scenario', 'paper', '--quick', '--users', '10', '--seconds', '1', '--results-dir', dir, '--out', out]);
+  const r = await bench(['--scenario', 'paper', '--quick', '--users', '10', '--seconds', '1', '--policies', 'knative,faast,chikai,oracle', '--results-dir', dir, '--out', out]);
   t.equal(r.code, 0, r.stderr.slice(-2000));
-  t.match(r.stderr, /\[paper 7\/7 /, 'progress shows every step');
+  t.match(r.stderr, /expected duration: about \d+ min/, 'the expected duration is printed at the start');
+  t.match(r.stderr, /oracle selection 50 ms · 10 users/, 'the oracle\'s split is selected on its own measurement');
+  t.match(r.stderr, /\[paper 8\/8 /, 'progress shows every step');
 
-  const json = JSON.parse(readFileSync(out, 'utf8')) as { scenario: string; machine: Record<string, unknown>; rows: Record<string, unknown>[] };
-  t.same(Object.keys(json).sort(), ['machine', 'rows', 'scenario']);
+  const json = JSON.parse(readFileSync(out, 'utf8')) as { scenario: string; machine: Record<string, unknown>; rows: Record<string, unknown>[]; detail: { oracle: unknown[]; settings: { rounds: number } } };
+  t.same(Object.keys(json).sort(), ['detail', 'machine', 'rows', 'scenario']);
+  t.equal(json.detail.settings.rounds, 1, 'the run\'s settings are in the JSON');
+  t.ok(json.detail.oracle.length > 0, 'so is the oracle\'s selection');
   t.equal(json.scenario, 'paper');
   t.type(json.machine.cores, 'number');
-  const fields = ['policy', 'latency_ms', 'side', 'users', 'p50_ms', 'p90_ms', 'p99_ms', 'offered', 'completed', 'errors', 'local_share'];
-  for (const row of json.rows) t.same(Object.keys(row).sort(), [...fields].sort(), `row fields of ${row.policy}/${row.side}`);
-  for (const policy of ['knative', 'round-robin', 'local-only', 'faast', 'peak-ewma', 'chikai', 'oracle']) {
-    for (const side of ['edge', 'cloud']) {
-      const row = json.rows.find((x) => x.policy === policy && x.side === side);
-      t.ok(row, `${policy} from the ${side}`);
-      t.equal(row?.latency_ms, 50);
-      t.equal(row?.users, 10);
-      t.ok((row?.offered as number) > 0, `${policy} from the ${side}: requests were offered`);
+  const fields = [
+    'path', 'policy', 'latency_ms', 'side', 'users', 'rounds', 'p50_ms', 'p50_lo', 'p50_hi', 'p90_ms', 'p99_ms', 'p99_lo', 'p99_hi',
+    'p50_vs_oracle', 'p50_vs_oracle_lo', 'p50_vs_oracle_hi', 'p99_vs_oracle', 'p99_vs_oracle_lo', 'p99_vs_oracle_hi',
+    'offered', 'completed', 'errors', 'done_lo', 'done_hi', 'local_share', 'local_lo', 'local_hi', 'p50_rounds', 'p99_rounds',
+  ];
+  for (const row of json.rows) t.same(Object.keys(row).sort(), [...fields].sort(), `row fields of ${row.path}/${row.policy}/${row.side}`);
+  for (const path of ['gateway', 'proxy']) {
+    for (const policy of ['knative', 'faast', 'chikai', 'oracle']) {
+      for (const side of ['edge', 'cloud']) {
+        const row = json.rows.find((x) => x.path === path && x.policy === policy && x.side === side);
+        t.ok(row, `${path}/${policy} from the ${side}`);
+        t.equal(row?.latency_ms, 50);
+        t.equal(row?.users, 10);
+        t.ok((row?.completed as number) > 0, `${path}/${policy} from the ${side}: requests were answered`);
+      }
     }
   }
+  // Stock Kourier sends the edge's requests round robin to every node's activator: most of
+  // them are served away from the edge, however the machine is loaded.
+  const kourier = json.rows.find((x) => x.path === 'gateway' && x.policy === 'knative' && x.side === 'edge');
+  t.ok((kourier?.local_share as number) < 0.9, `stock Kourier's edge requests are spread over the nodes (local ${kourier?.local_share})`);
   t.same(JSON.parse(readFileSync(join(dir, 'paper-quick.json'), 'utf8')).rows, json.rows, 'the results directory holds the same JSON');
-  t.match(readFileSync(join(dir, 'paper-quick.md'), 'utf8'), /p50 \/ oracle/);
+  const md = readFileSync(join(dir, 'paper-quick.md'), 'utf8');
+  t.match(md, /Headline, through the Envoy gateways/);
+  t.match(md, /p50 \/ oracle/);
+  t.match(md, /Requests from the cloud/);
   t.ok(existsSync(join(dir, 'paper-quick-cdf.svg')), 'CDF chart written');
   t.match(readFileSync(join(dir, 'paper-quick-cdf.svg'), 'utf8'), /^<svg /);
 });

@@ -14,6 +14,8 @@ export interface LoadTarget {
   readonly timeoutSeconds: number;
   /** Connections are started in this many groups spread evenly over the first second. */
   readonly phases: number;
+  /** Count the 2xx responses by the value of this response header (who served them). */
+  readonly countHeader?: string;
 }
 
 /** Saturation: `connections` connections, each sending its next request as soon as the last is answered. */
@@ -38,6 +40,8 @@ export interface TargetResult {
   readonly timeouts: number;
   /** Errors by kind (error code, message or `HTTP <status>`). */
   readonly errorKinds: Readonly<Record<string, number>>;
+  /** 2xx responses by the value of the target's `countHeader` ('' when absent). */
+  readonly servedBy: Readonly<Record<string, number>>;
   /** Latency of every 2xx response, ms, in arrival order. */
   readonly latenciesMs: Float64Array;
   /** Wall-clock seconds from the first request to the last answer. */

@@ -15,6 +15,7 @@
 // one run at once, so the connections of a target are split into `phases` runs started
 // evenly over the first second; otherwise every connection would fire in the same
 // millisecond.
+import type { IncomingHttpHeaders } from 'node:http';
 import autocannon from 'autocannon';
 import type { ClosedLoopTarget, LoadTarget, TargetResult, WorkerReply, WorkerRequest } from './protocol.js';
 
@@ -42,6 +43,13 @@ class Tally {
   }
 
   readonly errorKinds: Record<string, number> = {};
+  readonly servedBy: Record<string, number> = {};
+
+  served(status: number, by: string | string[] | undefined): void {
+    if (status < 200 || status >= 300) return;
+    const key = Array.isArray(by) ? by.join(',') : by ?? '';
+    this.servedBy[key] = (this.servedBy[key] ?? 0) + 1;
+  }
 
   error(err: Error): void {
     this.last = performance.now();
@@ -59,6 +67,7 @@ class Tally {
       errors: this.errors,
       timeouts: this.timeouts,
       errorKinds: this.errorKinds,
+      servedBy: this.servedBy,
       latenciesMs: Float64Array.from(this.latencies),
       seconds: this.first === Infinity ? 0 : Math.max(0, this.last - this.first) / 1000,
     };
@@ -88,6 +97,11 @@ function runInstance(opts: autocannon.Options, tally: Tally, planned?: number): 
   });
 }
 
+/** autocannon's per-response hook (it passes the headers as an object) counting who served. */
+function countBy(tally: Tally, header: string): (status: number, body: string, context: object, headers: IncomingHttpHeaders | undefined) => void {
+  return (status, _body, _context, headers) => tally.served(status, headers?.[header]);
+}
+
 async function openLoop(target: LoadTarget): Promise<TargetResult> {
   const tally = new Tally(target.name);
   const phases = Math.max(1, Math.min(target.phases, target.connections));
@@ -104,6 +118,7 @@ async function openLoop(target: LoadTarget): Promise<TargetResult> {
         connectionRate: 1,
         amount: planned,
         timeout: target.timeoutSeconds,
+        ...(target.countHeader ? { requests: [{ method: 'GET', onResponse: countBy(tally, target.countHeader) }] } : {}),
       }, tally, planned)));
   }
   await Promise.all(runs);

@@ -18,12 +18,14 @@ import { barChart } from '../report/svg.js';
 import type { ScenarioContext, ScenarioOutput } from '../scenario.js';
 import { percentile, round, sorted } from '../stats.js';
 import { ensureNginx, startNginx } from './nginx.js';
+import { startEnvoyForwarder } from './envoy.js';
+import { ensureEnvoy } from '../../gateway/envoy-binary.js';
 
 const HERE = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 const CHIKAI = fileURLToPath(new URL('../../bin/chikai.js', import.meta.url));
 const HOST = 'hello.default.svc.cluster.local';
 
-export const TARGETS = ['direct', 'chikai', 'nginx', 'http-proxy'] as const;
+export const TARGETS = ['direct', 'chikai', 'nginx', 'envoy', 'http-proxy'] as const;
 /** Another build of chikai measured in the same run (before/after a change): CHIKAI_BENCH_BASELINE=<its dist/bin/chikai.js>. */
 const BASELINE = 'chikai-baseline';
 type Target = (typeof TARGETS)[number] | typeof BASELINE;
@@ -119,6 +121,7 @@ export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput>
   }
   const cpuProfDir = process.env.CHIKAI_BENCH_CPU_PROF;
   const nginxBinary = targets.includes('nginx') ? ensureNginx(ctx.log) : '';
+  const envoyBinary = targets.includes('envoy') ? (await ensureEnvoy({ log: ctx.log })).path : '';
   const load = new LoadGenerator();
   const backend = await forkWithPort(HERE('./backend.js'));
   const direct = `http://127.0.0.1:${backend.port}/`;
@@ -129,6 +132,10 @@ export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput>
     nginx: async () => {
       const n = await startNginx(nginxBinary, backend.port);
       return { url: `http://127.0.0.1:${n.port}/`, stop: () => n.stop() };
+    },
+    envoy: async () => {
+      const e = await startEnvoyForwarder(envoyBinary, backend.port);
+      return { url: `http://127.0.0.1:${e.port}/`, stop: () => e.stop() };
     },
     'http-proxy': async () => {
       const f = await forkWithPort(HERE('./http-proxy-forwarder.js'), [direct]);
@@ -185,7 +192,8 @@ function overheadMarkdown(rows: readonly OverheadRow[], s: Settings, errors: Map
   out.push(
     `One backend (Node.js http, answers at once), one load generator (autocannon in its own process); in front of the ` +
     `backend in turn: nothing (direct), chikai's proxy (\`chikai proxy\`, policy chikai, one endpoint), nginx-light ` +
-    `(one worker, upstream keep-alive) and http-proxy (keep-alive agent), each in its own process` +
+    `(one worker, upstream keep-alive), Envoy 1.37 (the gateways' binary, \`--concurrency 1\`, a static bootstrap: one ` +
+    `listener, one route, one STATIC cluster) and http-proxy (keep-alive agent), each in its own process` +
     `${rows.some((r) => r.target === BASELINE) ? ` (\`${BASELINE}\`: chikai built from an earlier commit, for a before/after in one run)` : ''}. Throughput: ` +
     `${s.saturationConnections} connections, closed loop, ${s.seconds} s. Latency: ${s.moderateRps} requests/s on one ` +
     `connection, one request at a time (autocannon \`overallRate\`), ${s.seconds} s: the time a forwarder adds to a request, without queueing. ` +

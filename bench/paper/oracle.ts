@@ -6,6 +6,17 @@ import type { PickContext, Policy } from '../../proxy/policy/index.js';
 
 export type Split = Readonly<Record<string, number>>;
 
+/**
+ * The oracle's split for one node: the edge sends `edgeRemoteShare` of its requests to the
+ * cloud (half to each cloud node) and keeps the rest; a cloud node keeps its own requests.
+ */
+export function edgeShareSplit(node: string, edge: string, cloud: readonly string[], edgeRemoteShare: number): Split {
+  if (node !== edge) return { [node]: 1 };
+  const split: Record<string, number> = { [edge]: 1 - edgeRemoteShare };
+  for (const n of cloud) split[n] = edgeRemoteShare / cloud.length;
+  return split;
+}
+
 export class StaticSplitPolicy implements Policy {
   readonly name = 'oracle';
   private weights: Split = {};

@@ -1,18 +1,24 @@
 // The paper's experiment on the emulated cluster: users at the edge (node3) and in the
-// cloud (node1, node2) send an open-loop 10 requests/s each, 5 to 50 users per side, for
-// every policy and for the oracle (the best fixed split, found by sweeping it), at each
-// edge ↔ cloud latency. One fresh stack per (latency, policy); the user steps run in
-// increasing order on it, like the paper's single run.
+// cloud (node1, node2) send an open-loop 10 requests/s each, 5 to 50 users per side, to
+// every system at each edge ↔ cloud latency.
+//
+// The measurement, without the winner's curse:
+// 1. Selection: the oracle's split is chosen per (latency, users) on its own measurement
+//    (a sweep of fixed splits, bench/paper/oracle.ts).
+// 2. Rounds: every system is then measured `rounds` times, the oracle with the split chosen
+//    in 1, so its numbers come from measurements independent of its selection. In each
+//    round every latency gets every system in a shuffled order, each on a fresh stack whose
+//    user steps run in increasing order (like the paper's single run); rounds repeat that.
+//    Rows pool the rounds and carry the spread between them (bench/paper/aggregate.ts).
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { startEmulatedStack, type EmulatedStack } from '../../bin/stack.js';
-import type { NodeProxy } from '../../proxy/server.js';
+import { POD_HEADER } from '../../cluster/emulated/pod.js';
+import type { EmulatedStack } from '../../bin/stack.js';
 import type { LoadGenerator } from '../load/client.js';
 import type { LoadTarget, TargetResult } from '../load/protocol.js';
 import { cdfPoints, mean, percentile, round, sorted } from '../stats.js';
+import { aggregate, pooledLatencies, type PaperRow, type Sample, type Side, type SideSample } from './aggregate.js';
 import { CLOUD, EDGE, HOST, SERVICE_MS, paperClusterFile } from './cluster.js';
-import { StaticSplitPolicy, type Split } from './oracle.js';
-
-export const PAPER_POLICIES = ['knative', 'round-robin', 'local-only', 'faast', 'peak-ewma', 'chikai', 'oracle'] as const;
+import { startSystem, systemLabel, type RunningSystem, type SystemId } from './systems.js';
 
 export interface LinkSetting {
   readonly rttMs: number;
@@ -22,42 +28,37 @@ export interface LinkSetting {
 export interface PaperOptions {
   readonly links: readonly LinkSetting[];
   readonly users: readonly number[];
-  /** Seconds of load per step. */
+  /** Seconds of load per step and round. */
   readonly seconds: number;
-  /** Seconds of load per probe of the oracle's sweep. */
+  /** Seconds of load per probe of the oracle's selection sweep. */
   readonly probeSeconds: number;
-  readonly policies: readonly string[];
+  /** Times every system is measured at every step. */
+  readonly rounds: number;
+  /**
+   * Unrecorded start of every stack: `settleMs` for the RTT probes to land, then `seconds`
+   * of light load (JIT, connection pools, the policies' first samples).
+   */
+  readonly warmup: { readonly settleMs: number; readonly seconds: number };
+  readonly systems: readonly SystemId[];
   readonly edgeCapacity: number;
   readonly cloudCapacity: number;
   /** Requests per second of one user. */
   readonly userRate: number;
   /** Seconds after which an unanswered request is an error (see load/worker.ts for why 1.5). */
   readonly timeoutSeconds: number;
-  /** User counts whose edge-side latencies are kept for the CDF chart. */
+  /** User counts whose latencies are kept for the CDF chart. */
   readonly cdfUsers: readonly number[];
   readonly seed: number;
+  /** The Envoy binary for the gateway systems. */
+  readonly envoy: string | undefined;
   readonly log: (line: string) => void;
-}
-
-export type Side = 'edge' | 'cloud';
-
-export interface PaperRow {
-  readonly policy: string;
-  readonly latency_ms: number;
-  readonly side: Side;
-  readonly users: number;
-  readonly p50_ms: number | null;
-  readonly p90_ms: number | null;
-  readonly p99_ms: number | null;
-  readonly offered: number;
-  readonly completed: number;
-  readonly errors: number;
-  readonly local_share: number | null;
 }
 
 export interface OracleChoice {
   readonly latency_ms: number;
   readonly users: number;
+  /** Which oracle the selection ran on (gateway or proxy path). */
+  readonly selected_on: string;
   /** Share of the edge's requests sent to the cloud nodes (split evenly between them). */
   readonly edge_remote_share: number;
   /** Every split probed, with its objective (mean latency of all requests, ms; errors count as the timeout). */
@@ -65,8 +66,10 @@ export interface OracleChoice {
 }
 
 export interface CdfSeries {
+  readonly path: string;
   readonly latency_ms: number;
   readonly users: number;
+  readonly side: Side;
   readonly policy: string;
   readonly points: [number, number][];
 }
@@ -75,36 +78,19 @@ export interface PaperResult {
   readonly rows: PaperRow[];
   readonly oracle: OracleChoice[];
   readonly cdfs: CdfSeries[];
+  /** Wall-clock minutes of the run. */
+  readonly minutes: number;
 }
 
 const LAG_RESOLUTION_MS = 5;
+/** Time a step takes beyond its seconds of load (answers, timeouts at overload, draining), measured. */
+const STEP_OVERHEAD_S = 0.8;
+const STACK_START_S = 0.5;
+/** Probes per step of the oracle's selection, typically. */
+const PROBES_PER_STEP = 3.5;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Requests each proxy's pods served for it, by target node, 2xx only (from its metrics). */
-async function servedByNode(proxy: NodeProxy): Promise<Map<string, number>> {
-  const m = new Map<string, number>();
-  for (const v of (await proxy.metrics.requests.get()).values) {
-    if (!String(v.labels.code ?? '').startsWith('2')) continue;
-    const n = String(v.labels.target_node);
-    m.set(n, (m.get(n) ?? 0) + v.value);
-  }
-  return m;
-}
-
-/** Share of the 2xx requests between two counter readings that a proxy's own node served. */
-function localShare(proxies: readonly NodeProxy[], before: Map<NodeProxy, Map<string, number>>, after: Map<NodeProxy, Map<string, number>>): number | null {
-  let local = 0;
-  let all = 0;
-  for (const p of proxies) {
-    const b = before.get(p)!;
-    for (const [node, v] of after.get(p)!) {
-      const d = v - (b.get(node) ?? 0);
-      all += d;
-      if (node === p.node) local += d;
-    }
-  }
-  return all === 0 ? null : local / all;
-}
+const fmtMinutes = (s: number) => `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
 
 /** Wait until no request is left in any proxy or pod (a step's backlog must not leak into the next). */
 async function drain(stack: EmulatedStack, maxMs = 15_000): Promise<void> {
@@ -117,25 +103,40 @@ async function drain(stack: EmulatedStack, maxMs = 15_000): Promise<void> {
   await sleep(200);
 }
 
-interface SideResult {
-  readonly latencies: Float64Array;
-  readonly offered: number;
-  readonly completed: number;
-  readonly errors: number;
-  readonly errorKinds: Readonly<Record<string, number>>;
+/** A deterministic shuffle (mulberry32), so a run's order is reproducible from its seed. */
+function shuffled<T>(xs: readonly T[], seed: number): T[] {
+  let a = seed >>> 0;
+  const rnd = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
-function merge(results: readonly TargetResult[]): SideResult {
-  const all = results.flatMap((r) => Array.from(r.latenciesMs));
-  const errorKinds: Record<string, number> = {};
-  for (const r of results) for (const [k, n] of Object.entries(r.errorKinds)) errorKinds[k] = (errorKinds[k] ?? 0) + n;
-  return {
-    latencies: sorted(all),
-    offered: results.reduce((a, r) => a + r.offered, 0),
-    completed: results.reduce((a, r) => a + r.completed, 0),
-    errors: results.reduce((a, r) => a + r.errors, 0),
-    errorKinds,
-  };
+/** The system the oracle's split is selected on: the gateway oracle when it runs, else the proxy one. */
+function selectionSystem(systems: readonly SystemId[]): SystemId | undefined {
+  return systems.find((s) => s.path === 'gateway' && s.policy === 'oracle') ?? systems.find((s) => s.policy === 'oracle');
+}
+
+/** What the run will take, roughly (printed at the start). */
+export function expectedSeconds(o: PaperOptions): number {
+  const sweep = STACK_START_S + o.warmup.settleMs / 1000 + o.warmup.seconds + STEP_OVERHEAD_S + o.users.length * (o.seconds + STEP_OVERHEAD_S);
+  const selection = selectionSystem(o.systems) ? o.links.length * (sweep - o.users.length * (o.seconds + STEP_OVERHEAD_S) + o.users.length * PROBES_PER_STEP * (o.probeSeconds + STEP_OVERHEAD_S)) : 0;
+  return selection + o.rounds * o.links.length * o.systems.length * sweep;
+}
+
+interface StepResult {
+  readonly edge: SideSample;
+  readonly cloud: SideSample;
+  readonly errorKinds: Readonly<Record<string, number>>;
 }
 
 export class PaperBench {
@@ -146,100 +147,91 @@ export class PaperBench {
   private readonly startedAt = performance.now();
 
   constructor(private readonly o: PaperOptions, private readonly load: LoadGenerator) {
-    this.total = o.links.length * o.policies.length * o.users.length;
+    this.total = o.rounds * o.links.length * o.systems.length * o.users.length;
   }
 
   /** Load for one step: `users` users at the edge, as many in the cloud split over node1 and node2. */
-  private targets(stack: EmulatedStack, users: number, seconds: number): LoadTarget[] {
+  private targets(sys: RunningSystem, users: number, seconds: number): LoadTarget[] {
     const perUser = this.o.userRate;
-    const base = { host: HOST, requestsPerConnection: seconds, timeoutSeconds: this.o.timeoutSeconds };
+    const base = { host: HOST, requestsPerConnection: seconds, timeoutSeconds: this.o.timeoutSeconds, countHeader: POD_HEADER };
     const cloudUsers = [Math.ceil(users / 2), Math.floor(users / 2)];
-    const t: LoadTarget[] = [{ ...base, name: 'edge', url: stack.proxyUrl(EDGE), connections: users * perUser, phases: 100 }];
+    const t: LoadTarget[] = [{ ...base, name: EDGE, url: sys.entryUrl(EDGE), connections: users * perUser, phases: 100 }];
     CLOUD.forEach((node, i) => {
-      if (cloudUsers[i]! > 0) t.push({ ...base, name: `cloud:${node}`, url: stack.proxyUrl(node), connections: cloudUsers[i]! * perUser, phases: 50 });
+      if (cloudUsers[i]! > 0) t.push({ ...base, name: node, url: sys.entryUrl(node), connections: cloudUsers[i]! * perUser, phases: 50 });
     });
     return t;
   }
 
-  private async step(stack: EmulatedStack, users: number, seconds: number): Promise<{ edge: SideResult; cloud: SideResult; edgeLocal: number | null; cloudLocal: number | null }> {
-    const edgeProxy = stack.proxies.get(EDGE)!;
-    const cloudProxies = CLOUD.map((n) => stack.proxies.get(n)!);
-    const all = [edgeProxy, ...cloudProxies];
-    const before = new Map(await Promise.all(all.map(async (p) => [p, await servedByNode(p)] as const)));
+  private async step(sys: RunningSystem, users: number, seconds: number): Promise<StepResult> {
     // How late this process's event loop ran: the emulation's timing is only as good as this.
     // (The histogram holds whole timer intervals: the resolution is taken off.)
     const lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
     lag.enable();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    const results = await this.load.open(this.targets(stack, users, seconds));
+    const results = await this.load.open(this.targets(sys, users, seconds));
     const cpu = process.cpuUsage(cpu0);
     lag.disable();
     this.lastLoop = { lagP99Ms: Math.max(0, lag.percentile(99) / 1e6 - LAG_RESOLUTION_MS), cpu: (cpu.user + cpu.system) / 1000 / (performance.now() - t0) };
-    const after = new Map(await Promise.all(all.map(async (p) => [p, await servedByNode(p)] as const)));
-    return {
-      edge: merge(results.filter((r) => r.name === 'edge')),
-      cloud: merge(results.filter((r) => r.name.startsWith('cloud'))),
-      edgeLocal: localShare([edgeProxy], before, after),
-      cloudLocal: localShare(cloudProxies, before, after),
+    // Who served: the pod named in each answer (through proxies and gateways alike).
+    const podNode = new Map(sys.stack.model.current.state.endpoints.map((e) => [e.pod, e.node]));
+    const side = (rs: readonly TargetResult[]): SideSample => {
+      let local = 0;
+      for (const r of rs) for (const [pod, n] of Object.entries(r.servedBy)) if (podNode.get(pod) === r.name) local += n;
+      return {
+        latencies: sorted(rs.flatMap((r) => Array.from(r.latenciesMs))),
+        offered: rs.reduce((a, r) => a + r.offered, 0),
+        completed: rs.reduce((a, r) => a + r.completed, 0),
+        errors: rs.reduce((a, r) => a + r.errors, 0),
+        local,
+      };
     };
-  }
-
-  private row(policy: string, link: LinkSetting, side: Side, users: number, r: SideResult, local: number | null): PaperRow {
-    const p = (q: number) => (r.latencies.length === 0 ? null : round(percentile(r.latencies, q), 2));
-    return {
-      policy,
-      latency_ms: link.rttMs,
-      side,
-      users,
-      p50_ms: p(50),
-      p90_ms: p(90),
-      p99_ms: p(99),
-      offered: r.offered,
-      completed: r.completed,
-      errors: r.errors,
-      local_share: local === null ? null : round(local, 4),
-    };
+    const errorKinds: Record<string, number> = {};
+    for (const r of results) for (const [k, n] of Object.entries(r.errorKinds)) errorKinds[k] = (errorKinds[k] ?? 0) + n;
+    return { edge: side(results.filter((r) => r.name === EDGE)), cloud: side(results.filter((r) => r.name !== EDGE)), errorKinds };
   }
 
   /** Mean latency of every request of a probe, a failed or unanswered one counted as the timeout. */
-  private objective(edge: SideResult, cloud: SideResult): number {
+  private objective(r: StepResult): number {
     const penalty = this.o.timeoutSeconds * 1000;
     let sum = 0;
     let n = 0;
-    for (const s of [edge, cloud]) {
+    for (const s of [r.edge, r.cloud]) {
       sum += mean(s.latencies) * s.latencies.length || 0;
-      const missing = Math.max(0, s.offered - s.completed);
-      sum += missing * penalty;
+      sum += Math.max(0, s.offered - s.completed) * penalty;
       n += s.offered;
     }
     return n === 0 ? Number.POSITIVE_INFINITY : sum / n;
   }
 
   /**
-   * The oracle's split for one step: the edge sends a share f of its requests to the cloud
-   * (half to each cloud node), the cloud nodes keep theirs. f is swept in steps of 0.1 from
-   * the smallest share the edge pod can keep up with, up and down while the mean latency
-   * of all requests improves. Sending cloud requests to the edge never helps here (the
-   * edge pod is the smaller one and a WAN round trip away), so it is not swept.
+   * The oracle's split for one step, selected on its own measurement: the edge sends a
+   * share f of its requests to the cloud (half to each cloud node), the cloud nodes keep
+   * theirs. f is swept in steps of 0.1 from the smallest share the edge pod can keep up
+   * with, up and down while the mean latency of all requests improves; when the runner-up
+   * is within 25 % both are probed again and the sum decides. Sending cloud requests to the
+   * edge never helps here (the edge pod is the smaller one and a WAN round trip away).
    */
-  private async searchSplit(stack: EmulatedStack, policies: Map<string, StaticSplitPolicy>, link: LinkSetting, users: number): Promise<OracleChoice> {
+  private async searchSplit(sys: RunningSystem, link: LinkSetting, users: number): Promise<OracleChoice> {
     const edgeRps = users * this.o.userRate;
     // Timers make the emulated service time about 0.5 ms longer than sampled.
     const edgeCapacityRps = (this.o.edgeCapacity * 1000) / ((SERVICE_MS.min + SERVICE_MS.max) / 2 + 0.5);
     const minShare = Math.max(0, 1 - edgeCapacityRps / edgeRps);
     const start = Math.min(1, Math.ceil(minShare * 10 - 1e-9) / 10);
     const probes = new Map<number, number>();
+    const measure = async (share: number, again: boolean): Promise<number> => {
+      await sys.setEdgeShare(share);
+      const v = this.objective(await this.step(sys, users, this.o.probeSeconds));
+      await drain(sys.stack);
+      this.o.log(`    oracle selection ${link.rttMs} ms · ${users} users · edge→cloud ${(share * 100).toFixed(0)} %${again ? ' again' : ''}: mean ${v.toFixed(1)} ms`);
+      return v;
+    };
     const probe = async (share: number): Promise<number> => {
       const key = Math.round(share * 10) / 10;
       const known = probes.get(key);
       if (known !== undefined) return known;
-      this.setEdgeShare(policies, key);
-      const r = await this.step(stack, users, this.o.probeSeconds);
-      await drain(stack);
-      const v = this.objective(r.edge, r.cloud);
+      const v = await measure(key, false);
       probes.set(key, v);
-      this.o.log(`    oracle probe ${link.rttMs} ms · ${users} users · edge→cloud ${(key * 100).toFixed(0)} %: mean ${v.toFixed(1)} ms`);
       return v;
     };
     let best = start;
@@ -253,93 +245,87 @@ export class PaperBench {
         } else break;
       }
     }
-    // One noisy probe (a stall of this shared machine) can crown the wrong split: when the
-    // runner-up is within 25 %, probe both again and go by the sum.
     const ranked = [...probes.entries()].sort((a, b) => a[1] - b[1]);
     if (ranked.length > 1 && ranked[1]![1] < ranked[0]![1] * 1.25) {
       const [a, b] = [ranked[0]![0], ranked[1]![0]];
-      const again = async (share: number) => {
-        this.setEdgeShare(policies, share);
-        const r = await this.step(stack, users, this.o.probeSeconds);
-        await drain(stack);
-        const v = this.objective(r.edge, r.cloud);
-        this.o.log(`    oracle probe ${link.rttMs} ms · ${users} users · edge→cloud ${(share * 100).toFixed(0)} % again: mean ${v.toFixed(1)} ms`);
-        return v;
-      };
-      const va = probes.get(a)! + (await again(a));
-      const vb = probes.get(b)! + (await again(b));
+      const va = probes.get(a)! + (await measure(a, true));
+      const vb = probes.get(b)! + (await measure(b, true));
       best = vb < va ? b : a;
     }
     return {
       latency_ms: link.rttMs,
       users,
+      selected_on: systemLabel(sys.id),
       edge_remote_share: best,
       probes: [...probes.entries()].sort((a, b) => a[0] - b[0]).map(([share, v]) => ({ share, mean_ms: round(v, 2) })),
     };
   }
 
-  private setEdgeShare(policies: Map<string, StaticSplitPolicy>, share: number): void {
-    const edgeSplit: Record<string, number> = { [EDGE]: 1 - share };
-    for (const n of CLOUD) edgeSplit[n] = share / CLOUD.length;
-    policies.get(EDGE)!.setSplit(edgeSplit);
-    for (const n of CLOUD) policies.get(n)!.setSplit({ [n]: 1 } satisfies Split);
+  private async withSystem<T>(id: SystemId, link: LinkSetting, body: (sys: RunningSystem) => Promise<T>): Promise<T> {
+    const file = paperClusterFile({ rttMs: link.rttMs, jitterMs: link.jitterMs, edgeCapacity: this.o.edgeCapacity, cloudCapacity: this.o.cloudCapacity });
+    const sys = await startSystem(id, { file, seed: this.o.seed, envoy: this.o.envoy ?? '', log: this.o.log });
+    try {
+      await sleep(this.o.warmup.settleMs);
+      await this.load.open(this.targets(sys, Math.min(10, this.o.users[0]!), this.o.warmup.seconds));
+      await drain(sys.stack);
+      return await body(sys);
+    } finally {
+      await sys.close();
+    }
   }
 
-  private progress(link: LinkSetting, policy: string, users: number, edge: PaperRow, cloud: PaperRow, errorKinds: Readonly<Record<string, number>>): void {
+  private progress(roundNo: number, link: LinkSetting, id: SystemId, users: number, r: StepResult): void {
     this.done++;
     const elapsed = (performance.now() - this.startedAt) / 1000;
     const eta = (elapsed / this.done) * (this.total - this.done);
-    const fmt = (s: number) => `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
-    const side = (r: PaperRow) =>
-      `p50 ${r.p50_ms ?? '–'} p99 ${r.p99_ms ?? '–'} ms, ${r.offered ? ((100 * r.completed) / r.offered).toFixed(1) : '–'} % done, local ${r.local_share === null ? '–' : (r.local_share * 100).toFixed(0)} %`;
-    this.o.log(`[paper ${this.done}/${this.total} · ${fmt(elapsed)} · eta ${fmt(eta)}] ${link.rttMs} ms · ${policy} · ${users} users — edge ${side(edge)} | cloud ${side(cloud)} | stack CPU ${(this.lastLoop.cpu * 100).toFixed(0)} %, loop lag p99 ${this.lastLoop.lagP99Ms.toFixed(1)} ms${Object.keys(errorKinds).length ? ` | errors ${JSON.stringify(errorKinds)}` : ''}`);
+    const side = (s: SideSample) => {
+      const p = (x: number) => (s.latencies.length ? round(percentile(s.latencies, x), 1) : '–');
+      return `p50 ${p(50)} p99 ${p(99)} ms, ${s.offered ? ((100 * s.completed) / s.offered).toFixed(1) : '–'} % done, local ${s.completed ? ((100 * s.local) / s.completed).toFixed(0) : '–'} %`;
+    };
+    this.o.log(`[paper ${this.done}/${this.total} · ${fmtMinutes(elapsed)} · eta ${fmtMinutes(eta)}] round ${roundNo} · ${link.rttMs} ms · ${systemLabel(id)} · ${users} users — edge ${side(r.edge)} | cloud ${side(r.cloud)} | stack CPU ${(this.lastLoop.cpu * 100).toFixed(0)} %, loop lag p99 ${this.lastLoop.lagP99Ms.toFixed(1)} ms${Object.keys(r.errorKinds).length ? ` | errors ${JSON.stringify(r.errorKinds)}` : ''}`);
   }
 
   async run(): Promise<PaperResult> {
-    const rows: PaperRow[] = [];
+    const o = this.o;
     const oracle: OracleChoice[] = [];
-    const cdfs: CdfSeries[] = [];
-    for (const link of this.o.links) {
-      const file = paperClusterFile({ rttMs: link.rttMs, jitterMs: link.jitterMs, edgeCapacity: this.o.edgeCapacity, cloudCapacity: this.o.cloudCapacity });
-      for (const policy of this.o.policies) {
-        const splits = new Map<string, StaticSplitPolicy>();
-        const stack = await startEmulatedStack({
-          file,
-          proxyPort: 0,
-          adminPort: 0,
-          drainSeconds: 0,
-          seed: this.o.seed,
-          ...(policy === 'oracle'
-            ? { policyFor: (node: string) => { const p = new StaticSplitPolicy({ [node]: 1 }); splits.set(node, p); return p; } }
-            : { policy }),
+    const selector = selectionSystem(o.systems);
+    if (selector) {
+      for (const link of o.links) {
+        await this.withSystem(selector, link, async (sys) => {
+          for (const users of o.users) oracle.push(await this.searchSplit(sys, link, users));
         });
-        try {
-          // RTT probes run twice a second: let a few land before the first step. Then a
-          // short unrecorded load (JIT, connection pools, the policies' first samples).
-          await sleep(2500);
-          await this.load.open(this.targets(stack, Math.min(10, this.o.users[0]!), Math.min(2, this.o.seconds)));
-          await drain(stack);
-          for (const users of this.o.users) {
-            if (policy === 'oracle') {
-              const choice = await this.searchSplit(stack, splits, link, users);
-              oracle.push(choice);
-              this.setEdgeShare(splits, choice.edge_remote_share);
+      }
+    }
+    const shareFor = (link: LinkSetting, users: number) => oracle.find((c) => c.latency_ms === link.rttMs && c.users === users)!.edge_remote_share;
+
+    const samples: Sample[] = [];
+    for (let roundNo = 1; roundNo <= o.rounds; roundNo++) {
+      for (const [li, link] of o.links.entries()) {
+        for (const id of shuffled(o.systems, o.seed * 1000 + roundNo * 10 + li)) {
+          await this.withSystem(id, link, async (sys) => {
+            for (const users of o.users) {
+              if (id.policy === 'oracle') await sys.setEdgeShare(shareFor(link, users));
+              const r = await this.step(sys, users, o.seconds);
+              for (const side of ['edge', 'cloud'] as const) samples.push({ path: id.path, policy: id.policy, latency_ms: link.rttMs, users, side, round: roundNo, result: r[side] });
+              this.progress(roundNo, link, id, users, r);
+              await drain(sys.stack);
             }
-            const r = await this.step(stack, users, this.o.seconds);
-            const edge = this.row(policy, link, 'edge', users, r.edge, r.edgeLocal);
-            const cloud = this.row(policy, link, 'cloud', users, r.cloud, r.cloudLocal);
-            rows.push(edge, cloud);
-            if (this.o.cdfUsers.includes(users)) cdfs.push({ latency_ms: link.rttMs, users, policy, points: cdfPoints(r.edge.latencies) });
-            const kinds: Record<string, number> = {};
-            for (const [k, n] of [...Object.entries(r.edge.errorKinds), ...Object.entries(r.cloud.errorKinds)]) kinds[k] = (kinds[k] ?? 0) + n;
-            this.progress(link, policy, users, edge, cloud, kinds);
-            await drain(stack);
-          }
-        } finally {
-          await stack.close();
+          });
         }
       }
     }
-    return { rows, oracle, cdfs };
+
+    const cdfs: CdfSeries[] = [];
+    for (const id of o.systems) {
+      for (const link of o.links) {
+        for (const users of o.cdfUsers) {
+          for (const side of ['edge', 'cloud'] as const) {
+            const lat = pooledLatencies(samples, { path: id.path, policy: id.policy, latency_ms: link.rttMs, users, side });
+            cdfs.push({ path: id.path, latency_ms: link.rttMs, users, side, policy: id.policy, points: cdfPoints(lat) });
+          }
+        }
+      }
+    }
+    return { rows: aggregate(samples), oracle, cdfs, minutes: round((performance.now() - this.startedAt) / 60_000, 1) };
   }
 }
