@@ -45,7 +45,11 @@ t.test('10× capacity: queue bound holds, excess gets 503 + Retry-After, memory 
   t.same(Object.keys(r.statuses).filter((s) => s !== '200' && s !== '503'), [], 'nothing but 200 and 503');
   t.equal(r.errors, 0, 'no request lost');
   t.ok(deepest <= maxDepth, `the queue never held more than maxDepth (${deepest} ≤ ${maxDepth})`);
-  t.ok(peak - base < 100 * 1048576, `proxy memory bounded (+${((peak - base) / 1048576).toFixed(1)} MB)`);
+  // RSS grows with garbage the collector has not reclaimed yet, so how far it grows follows
+  // how many requests this machine pushed through (14k to 63k here); the allowance follows it,
+  // and a leak keeping more than 2 KiB of every turned-away request still fails.
+  const allowance = 32 * 1048576 + 2048 * r.sent;
+  t.ok(peak - base < allowance, `proxy memory bounded (+${((peak - base) / 1048576).toFixed(1)} MB for ${r.sent} requests, allowed ${(allowance / 1048576).toFixed(0)} MB)`);
 
   await until('the queue and in-flight count to drain', async () => (await gauge(p.adminUrl, 'chikai_requests_buffered')) === 0 && (await gauge(p.adminUrl, 'chikai_requests_in_flight')) === 0, 10_000, 50);
   const after = await request(p.url, { headers: { host: HOST } });
