@@ -127,6 +127,9 @@ export class ClusterSnapshot {
 
   readyEndpoints(revKey: string): EndpointInfo[] { return this.endpoints(revKey).filter((e) => e.ready); }
 
+  /** Whether the revision has a ready pod (false: it is at zero, or its pods are starting). */
+  hasReadyEndpoint(revKey: string): boolean { return this.endpoints(revKey).some((e) => e.ready); }
+
   /** Configured latency between two nodes (0 inside a node). */
   link(from: string, to: string): LinkLatency {
     if (from === to) return { rttMs: 0, jitterMs: 0 };

@@ -9,7 +9,7 @@ import type { ProxyMetrics } from '../metrics.js';
 export function coldStartStep(metrics: ProxyMetrics, clock: Clock, next: Handler<Routed>): Handler<Routed> {
   return async (r) => {
     const { revisionKey, snapshot } = r.route;
-    if (snapshot.endpoints(revisionKey).some((e) => e.ready)) return next(r);
+    if (snapshot.hasReadyEndpoint(revisionKey)) return next(r);
     const labels = { revision: revisionKey };
     metrics.heldAtZero.inc(labels);
     let held = true;

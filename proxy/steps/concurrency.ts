@@ -17,7 +17,7 @@ export function concurrencyStep(reporter: ConcurrencyReporter | undefined, next:
   return async (r) => {
     const { revisionKey, snapshot } = r.route;
     const ended = reporter.requestStarted(revisionKey);
-    if (!snapshot.endpoints(revisionKey).some((e) => e.ready)) reporter.coldStart(revisionKey);
+    if (!snapshot.hasReadyEndpoint(revisionKey)) reporter.coldStart(revisionKey);
     try {
       return await next(r);
     } finally {
