@@ -10,6 +10,7 @@ import { AutoscalerReporter } from '../proxy/autoscaler.js';
 import { LoadReporter, type ClientTls } from '../proxy/load-reporter.js';
 import { readMutualTls, tlsDirFiles } from '../xds/mtls.js';
 import { SOURCE_FLAGS, hostPortFlag, openModelSource, sourceKind } from './sources.js';
+import { UsageError } from './usage-error.js';
 
 const USAGE = `usage: chikai <command> [flags]
 
@@ -53,7 +54,6 @@ The cluster file defaults to the embedded demo cluster (${DEMO_CLUSTER_FILE}).
 Ingresses from the Kubernetes API instead; the file then only gives domains and settings.
 Policies: ${POLICY_NAMES.join(', ')}.`;
 
-class UsageError extends Error {}
 
 async function proxyCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -235,7 +235,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`chikai: bad cluster file: ${err.message}`);
     process.exit(2);
   }
-  if (err instanceof UsageError || err instanceof UnknownPolicyError || ['InspectError', 'SourceError', 'StatusUsageError', 'MonitorUsageError', 'GreetUsageError'].includes((err as Error).name) || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (err instanceof UsageError || err instanceof UnknownPolicyError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     console.error(`chikai: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }

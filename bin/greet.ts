@@ -3,8 +3,9 @@
 // without needing grpcurl.
 import { parseArgs } from 'node:util';
 import { greeterClient, healthCheck, healthClient, sayHello, SERVING } from '../cluster/emulated/greeter.js';
+import { UsageError } from './usage-error.js';
 
-export class GreetUsageError extends Error {
+export class GreetUsageError extends UsageError {
   override readonly name = 'GreetUsageError';
 }
 

@@ -8,13 +8,14 @@ import { KOURIER_GATEWAY_PORTS } from '../gateway/gateways.js';
 import { dashboardQueries, hasData, prometheusMissing, query, startPrometheus, type ScrapeTargets } from '../monitor/prometheus.js';
 import { hostPortFlag } from './sources.js';
 import { DEMO_MAP_ADDRESS } from './demo.js';
+import { UsageError } from './usage-error.js';
 
 /** Prometheus cannot run here. */
 export class MonitorError extends Error {
   override name = 'MonitorError';
 }
 
-export class MonitorUsageError extends Error {
+export class MonitorUsageError extends UsageError {
   override name = 'MonitorUsageError';
 }
 

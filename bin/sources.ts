@@ -5,6 +5,7 @@ import { ClusterModel } from '../cluster/model.js';
 import type { IngressSource } from '../xds/cache.js';
 
 import { DEMO_CLUSTER_FILE } from '../cluster/config.js';
+import { UsageError } from './usage-error.js';
 
 export type SourceKind = 'file' | 'kubernetes';
 
@@ -45,7 +46,7 @@ export function sourceKind(flag: string | undefined): SourceKind {
   throw new SourceError(`--source expects file or kubernetes, got ${JSON.stringify(flag)}`);
 }
 
-export class SourceError extends Error {
+export class SourceError extends UsageError {
   override name = 'SourceError';
 }
 

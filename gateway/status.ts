@@ -11,8 +11,9 @@ import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
 import { decodeToJson, encodeJson, type JsonObject, type JsonValue } from '../xds/protojson.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, envoyProtos, type MessageType, type ResourceTypeUrl } from '../xds/protos.js';
 import type { ClientStatus, TypeStatus } from '../xds/streams.js';
+import { UsageError } from '../bin/usage-error.js';
 
-export class StatusUsageError extends Error {
+export class StatusUsageError extends UsageError {
   override name = 'StatusUsageError';
 }
 

@@ -3,8 +3,9 @@
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { DEMO_CLUSTER_FILE, loadClusterFile } from '../cluster/config.js';
+import { UsageError } from '../bin/usage-error.js';
 
-export class InspectError extends Error {
+export class InspectError extends UsageError {
   override name = 'InspectError';
 }
 
