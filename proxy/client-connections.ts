@@ -31,11 +31,6 @@ export class ClientConnectionLimit {
    */
   constructor(private readonly maxIdlePerClient: number, private readonly onRefused: (address: string) => void = () => undefined) {}
 
-  /** Idle connections `address` holds now. */
-  idle(address: string): number {
-    return this.clients.get(address)?.idle ?? 0;
-  }
-
   /** Watches `server`'s connections and requests; refuses a connection over the cap before HTTP reads it. */
   attach(server: http.Server): void {
     server.prependListener('connection', (socket: Socket) => this.accept(socket));

@@ -31,6 +31,11 @@ export interface Answer {
   readonly close?: boolean;
 }
 
+/** The head of the proxy's own plain-text answer, whatever the protocol (`hop`: HTTP/1's connection headers). */
+export function answerHeaders(a: Answer, hop: Readonly<Record<string, string>> = {}): Record<string, string | number> {
+  return { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(a.body), ...hop, ...a.headers };
+}
+
 /** The revision a request is for, found by the resolve step. */
 export interface Route {
   readonly revision: RevisionInfo;

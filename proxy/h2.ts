@@ -6,7 +6,7 @@
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, WriteWatch, type Answer, type Exchange, type ForwardResult, type RequestHead, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type ForwardResult, type RequestHead, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
 import { forwardRequest, type ResponseSink } from './forward.js';
 
 /** The request head as the steps read it: `:authority` as Host, pseudo-headers left out. */
@@ -90,7 +90,7 @@ export class H2Exchange implements Exchange {
     if (res.headersSent || res.stream.destroyed) return this.cut();
     this.ended = true;
     // No Connection header in HTTP/2: `close` has no meaning for one stream.
-    res.writeHead(a.status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(a.body), ...a.headers });
+    res.writeHead(a.status, answerHeaders(a));
     res.end(a.body);
     this.writes.wrote();
   }

@@ -2,7 +2,7 @@
 // through undici (forward.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, WriteWatch, type Answer, type Exchange, type ForwardResult, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type ForwardResult, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
 import { forwardRequest, requestHasBody, type ResponseSink } from './forward.js';
 
 /** Write a plain-text answer; a response already under way is cut instead. */
@@ -11,12 +11,7 @@ export function sendAnswer(res: ServerResponse, a: Answer): void {
     res.destroy();
     return;
   }
-  res.writeHead(a.status, {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(a.body),
-    ...(a.close ? { connection: 'close' } : {}),
-    ...a.headers,
-  });
+  res.writeHead(a.status, answerHeaders(a, a.close ? { connection: 'close' } : {}));
   res.end(a.body);
 }
 

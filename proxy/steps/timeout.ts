@@ -28,11 +28,16 @@ export function timeoutStep(clock: Clock, next: Handler<Routed>): Handler<Routed
     const idleMs = (rev.idleTimeoutSeconds ?? 0) * 1000;
     let idle: Timer | undefined;
     if (idleMs > 0) {
-      idle = clock.after(x.arrivedAt + idleMs - clock.now(), fire('idleTimeoutSeconds'));
-      x.writes.onWrite(() => {
-        idle?.cancel();
-        idle = clock.after(idleMs, fire('idleTimeoutSeconds'));
-      });
+      // A write only records its time (a streamed body writes per chunk); the one timer, when
+      // due, fires or waits out what is left since the last write.
+      let lastWrite = x.arrivedAt;
+      const check = (): void => {
+        const left = lastWrite + idleMs - clock.now();
+        if (left > 0) idle = clock.after(left, check);
+        else fire('idleTimeoutSeconds')();
+      };
+      idle = clock.after(lastWrite + idleMs - clock.now(), check);
+      x.writes.onWrite(() => { lastWrite = clock.now(); });
     }
     try {
       return await next(r);
