@@ -90,15 +90,20 @@ export function buildCluster(rev: RevisionInfo, opts: BuildOptions): JsonObject 
     // gateways' own traffic then moves the weights.
     lrs_report_endpoint_metrics: Object.values(GATEWAY_POD_METRICS),
   };
-  if (rev.protocol === 'h2c') {
-    cluster.typed_extension_protocol_options = {
+  return { ...cluster, ...upstreamProtocolOptions(rev) };
+}
+
+/** An h2c revision's cluster speaks HTTP/2 to its pods; nothing for HTTP/1 revisions. */
+export function upstreamProtocolOptions(rev: RevisionInfo): JsonObject {
+  if (rev.protocol !== 'h2c') return {};
+  return {
+    typed_extension_protocol_options: {
       'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
         '@type': HTTP_PROTOCOL_OPTIONS_TYPE,
         explicit_http_config: { http2_protocol_options: {} },
       },
-    };
-  }
-  return cluster;
+    },
+  };
 }
 
 /**

@@ -16,7 +16,7 @@ import type { ClusterModel, EndpointInfo } from '../../cluster/model.js';
 import type { AutoscalerReporter } from '../../proxy/autoscaler.js';
 
 export const ACTIVATOR_PROBE_TIMEOUT_MS = 300;
-export const ACTIVATOR_PROBE_RETRY_MS = 200;
+const ACTIVATOR_PROBE_RETRY_MS = 200;
 
 export interface ActivatorLikeOptions {
   readonly model: ClusterModel;

@@ -70,7 +70,7 @@ export interface PaperRow extends StepKey {
   readonly p99_rounds: (number | null)[];
 }
 
-export const stepKey = (k: StepKey) => `${k.path}|${k.policy}|${k.latency_ms}|${k.users}|${k.side}`;
+const stepKey = (k: StepKey) => `${k.path}|${k.policy}|${k.latency_ms}|${k.users}|${k.side}`;
 
 const q = (asc: Float64Array, p: number) => (asc.length === 0 ? null : round(percentile(asc, p), 2));
 const share = (num: number, den: number) => (den > 0 ? num / den : null);

@@ -41,7 +41,7 @@ interface TypeState {
   ackedVersion?: string;
 }
 
-export class GatewayConfigError extends Error {
+class GatewayConfigError extends Error {
   override name = 'GatewayConfigError';
 }
 

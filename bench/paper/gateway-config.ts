@@ -14,9 +14,8 @@ import { createHash } from 'node:crypto';
 import { configuredLoadView } from '../../cluster/load.js';
 import { revisionKey, type ClusterSnapshot, type NodeInfo, type RevisionInfo } from '../../cluster/model.js';
 import type { GatewayPorts } from '../../gateway/gateways.js';
-import { HTTP_PROTOCOL_OPTIONS_TYPE } from '../../xds/protos.js';
 import type { JsonObject } from '../../xds/protojson.js';
-import { buildNodeResources, localityOf } from '../../xds/resources.js';
+import { buildNodeResources, localityOf, upstreamProtocolOptions } from '../../xds/resources.js';
 import type { GatewayConfig } from './fixed-xds.js';
 import type { Split } from './oracle.js';
 
@@ -59,9 +58,7 @@ function staticCluster(rev: RevisionInfo, localities: readonly StaticLocality[])
         lb_endpoints: l.endpoints.map((e) => ({ endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } } })),
       })),
     },
-    ...(rev.protocol === 'h2c'
-      ? { typed_extension_protocol_options: { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': { '@type': HTTP_PROTOCOL_OPTIONS_TYPE, explicit_http_config: { http2_protocol_options: {} } } } }
-      : {}),
+    ...upstreamProtocolOptions(rev),
   };
 }
 
@@ -87,7 +84,7 @@ function perNode(snap: ClusterSnapshot, s: GatewaySetting, clustersOf: (node: No
  * containerConcurrency 0), the target burst capacity (-1: the activator always in the
  * path) and one activator's capacity (activator-capacity 100).
  */
-export const KNATIVE_ACTIVATOR_SETTINGS = { totalValuePerPod: 100, targetBurstCapacity: -1, activatorCapacity: 100, minActivators: 2 } as const;
+const KNATIVE_ACTIVATOR_SETTINGS = { totalValuePerPod: 100, targetBurstCapacity: -1, activatorCapacity: 100, minActivators: 2 } as const;
 
 /** How many activators Knative puts behind a revision: max(2, ⌈(ready pods × total + TBC if > 0) / activator capacity⌉). */
 export function activatorCount(readyPods: number, k = KNATIVE_ACTIVATOR_SETTINGS): number {
@@ -100,7 +97,7 @@ export function activatorCount(readyPods: number, k = KNATIVE_ACTIVATOR_SETTINGS
  * stable per revision (rendezvous hashing on the revision and the activator's address; Knative
  * uses its own consistent-hash ring, which this cluster never exercises: 3 nodes, ≥ 3 needed).
  */
-export function activatorSubset(revKey: string, activators: readonly NodeInfo[], count: number): NodeInfo[] {
+function activatorSubset(revKey: string, activators: readonly NodeInfo[], count: number): NodeInfo[] {
   if (count >= activators.length) return [...activators];
   const score = (n: NodeInfo) => createHash('sha256').update(`${revKey}\n${n.address}`).digest('hex');
   return [...activators].sort((a, b) => score(a).localeCompare(score(b))).slice(0, count);

@@ -108,7 +108,7 @@ export async function startSystem(id: SystemId, o: SystemOptions): Promise<Runni
   // The fixed configurations: the proxies run Knative's activator balancing behind stock
   // Kourier, FaaSt's weights behind FaaSt's gateways; the oracle's gateways go to the pods.
   const proxyPolicy = id.policy === 'knative' ? 'knative' : id.policy === 'faast' ? 'faast' : 'round-robin';
-  if (!['knative', 'faast', 'oracle'].includes(id.policy)) throw new Error(`no gateway system ${JSON.stringify(id.policy)}: expected one of ${['knative', 'faast', 'chikai', 'oracle'].join(', ')}`);
+  if (!['knative', 'faast', 'oracle'].includes(id.policy)) throw new Error(`no gateway system ${JSON.stringify(id.policy)}: expected one of ${GATEWAY_POLICIES.join(', ')}`);
   const stack = await startEmulatedStack({ ...base, policy: proxyPolicy });
   let fixed: { server: FixedXdsServer; gateways: GatewaySet; setting: GatewaySetting };
   try {

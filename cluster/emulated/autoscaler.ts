@@ -20,6 +20,7 @@ import { decodeWireStatMessages } from '../../proxy/autoscaler.js';
 import { every, systemClock, type Clock, type Timer } from '../clock.js';
 import type { AutoscalerSettings, ScaledRevision } from '../config.js';
 import type { EmulatedCluster } from './cluster.js';
+import { plainAddress } from './network.js';
 import type { EmulatedPod } from './pod.js';
 import { ScaleToZeroDecider, type ScalePhase } from './scaling.js';
 
@@ -135,7 +136,7 @@ export class EmulatedAutoscaler extends EventEmitter<EmulatedAutoscalerEvents> {
   }
 
   private accept(ws: WebSocket, remote: string | undefined): void {
-    const address = remote?.replace(/^::ffff:/, '');
+    const address = remote === undefined ? undefined : plainAddress(remote);
     // A connection from an address that is no node's still counts, without a placement hint.
     const node = address === undefined ? undefined : this.opts.cluster.model.current.nodeByAddress(address)?.name;
     ws.on('error', () => undefined);

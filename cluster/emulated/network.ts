@@ -110,7 +110,8 @@ export function normalSampler(rand: () => number): () => number {
   };
 }
 
-function plainAddress(a: string | undefined): string {
+/** An address without the IPv4-mapped IPv6 prefix Node puts on IPv4 peers. */
+export function plainAddress(a: string | undefined): string {
   if (!a) return '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
