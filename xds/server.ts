@@ -23,7 +23,7 @@ import { DeltaStream, SotwStream, type AnyAdsStream, type ClientStatus } from '.
 import type { EncodedMessage } from './encoded-response.js';
 import { SubscriptionPool } from './subscriptions.js';
 import { WriteBudget } from './write-budget.js';
-import { adsServiceDefinition, type DeltaDiscoveryRequest, type IncomingDiscoveryRequest } from './wire.js';
+import { adsServiceDefinition, shutdownGrpc, type DeltaDiscoveryRequest, type IncomingDiscoveryRequest } from './wire.js';
 
 export interface HostPort {
   readonly host: string;
@@ -235,16 +235,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       closed = true;
       builder.stop();
       await tlsListener?.close();
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          grpcServer.forceShutdown();
-          resolve();
-        }, 1000);
-        grpcServer.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-        // Open ADS and LRS streams never end on their own; closing them lets tryShutdown finish.
+      await shutdownGrpc(grpcServer, () => {
         for (const s of streams) s.end();
       });
       await admin?.close();

@@ -1,7 +1,7 @@
 // The ADS gRPC service and its messages, (de)serialized with the loaded Envoy protos.
 // Shared by the server and by raw ADS clients (tests, tools).
 import { createHash } from 'node:crypto';
-import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import type { MethodDefinition, Server, ServiceDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { isEncodedMessage, type EncodedMessage } from './encoded-response.js';
 import { envoyProtos } from './protos.js';
@@ -192,4 +192,22 @@ export function adsServiceDefinition(): ServiceDefinition {
     StreamAggregatedResources: { ...bidiMethod(ADS_SERVICE, 'StreamAggregatedResources', req, res), requestDeserialize: sotwRequestReader() },
     DeltaAggregatedResources: bidiMethod(ADS_SERVICE, 'DeltaAggregatedResources', dreq, dres),
   };
+}
+
+/**
+ * Stops a gRPC server: new calls refused at once, open ones ended by `endOpenCalls` (ADS
+ * and LRS streams never end on their own), and whatever is left after `graceMs` cut.
+ */
+export function shutdownGrpc(server: Server, endOpenCalls: () => void = () => undefined, graceMs = 1000): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    endOpenCalls();
+  });
 }

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { packAny, type JsonObject } from '../../xds/protojson.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE, isResourceTypeUrl, type ResourceTypeUrl } from '../../xds/protos.js';
-import { adsServiceDefinition, type DiscoveryRequest, type DiscoveryResponse } from '../../xds/wire.js';
+import { adsServiceDefinition, shutdownGrpc, type DiscoveryRequest, type DiscoveryResponse } from '../../xds/wire.js';
 
 /** What one gateway is served (Envoy JSON). */
 export interface GatewayConfig {
@@ -179,16 +179,8 @@ export class FixedXdsServer {
   }
 
   async close(): Promise<void> {
-    for (const s of this.streams) s.end();
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.grpc.forceShutdown();
-        resolve();
-      }, 1000);
-      this.grpc.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
+    await shutdownGrpc(this.grpc, () => {
+      for (const s of this.streams) s.end();
     });
   }
 }
