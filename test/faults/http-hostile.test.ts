@@ -136,7 +136,10 @@ t.test(`${scale(2000, 10000)} concurrent idle connections: normal load still ser
   const headersTimeout = scale(8, 25);
   // Uncapped (maxIdleConnectionsPerClient 0): what each idle connection costs, at a scale
   // one client could not reach with the default cap (test/proxy-client-limit.test.ts).
-  const p = await startProxyProcess(t, { pods: 2, proxyExtra: `headersTimeoutSeconds: ${headersTimeout}, maxIdleConnectionsPerClient: 0` });
+  const p = await startProxyProcess(t, { pods: 2, proxyExtra: `headersTimeoutSeconds: ${headersTimeout}, maxIdleConnectionsPerClient: 0`,
+    // Small semi-spaces: the normal load's garbage is collected promptly instead of counting as
+    // the idle connections' memory.
+    nodeFlags: ['--max-semi-space-size=2'] });
   const n = scale(2000, 10000);
   const base = await remoteRss(p.adminUrl);
   const rss = new RssSampler(() => remoteRss(p.adminUrl), 200);
