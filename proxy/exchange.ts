@@ -78,6 +78,17 @@ export class WriteWatch {
   }
 }
 
+/**
+ * What can end a forwarding attempt early: the part of AbortSignal that forwarding uses.
+ * The request's AbortSignal is one; so is an Attempt, which adds its node going dark.
+ */
+export interface AbortSource {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 export interface Exchange {
   readonly protocol: 'http1' | 'upgrade' | 'h2';
   /** Method, target, headers and the client's address. */
@@ -98,7 +109,7 @@ export interface Exchange {
   /** Ask the client to close the connection after this response (draining). */
   closeAfterResponse(): void;
   /** Send the request to a pod and relay what it answers. */
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSignal, onResponse: ResponseObserver): Promise<ForwardResult>;
+  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult>;
 }
 
 /** An exchange whose revision is known. */
