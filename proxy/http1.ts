@@ -2,7 +2,7 @@
 // through undici (forward.ts).
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type AbortSource, type ForwardResult, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type AbortSource, type ForwardResult, RequestSignal, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
 import { forwardRequest, requestHasBody, type ResponseSink } from './forward.js';
 
 /** Write a plain-text answer; a response already under way is cut instead. */
@@ -51,7 +51,7 @@ export class Http1Exchange implements Exchange {
   readonly protocol = 'http1';
   route: Route | undefined = undefined;
   readonly writes = new WriteWatch();
-  private readonly ctl = new AbortController();
+  private readonly ctl = new RequestSignal();
   private readonly sink: ResponseSink;
 
   constructor(
@@ -68,8 +68,8 @@ export class Http1Exchange implements Exchange {
     this.sink = new Http1Sink(res, this.writes);
   }
 
-  get signal(): AbortSignal {
-    return this.ctl.signal;
+  get signal(): RequestSignal {
+    return this.ctl;
   }
 
   abort(reason: Error): void {

@@ -3,7 +3,7 @@
 // fail, so without this the requests already sent there would wait for the revision
 // timeout (300 s by default). Abandoning them lets the proxy retry the idempotent ones on
 // another node and answer the rest at once.
-import type { AbortSource } from './exchange.js';
+import type { AbortSource, RequestSignal } from './exchange.js';
 
 export class NodeUnreachableError extends Error {
   constructor(readonly node: string) {
@@ -21,7 +21,7 @@ export class Attempt implements AbortSource {
   private abandonedWith: NodeUnreachableError | undefined = undefined;
   private readonly listeners: (() => void)[] = [];
 
-  constructor(private readonly parent: AbortSignal, private readonly set: Set<Attempt>) {}
+  constructor(private readonly parent: RequestSignal, private readonly set: Set<Attempt>) {}
 
   get aborted(): boolean {
     return this.abandonedWith !== undefined || this.parent.aborted;
@@ -44,7 +44,7 @@ export class Attempt implements AbortSource {
   addEventListener(_type: 'abort', listener: () => void): void {
     if (this.abandonedWith) return;
     this.listeners.push(listener);
-    this.parent.addEventListener('abort', listener, { once: true });
+    this.parent.addEventListener('abort', listener);
   }
 
   removeEventListener(_type: 'abort', listener: () => void): void {
@@ -81,7 +81,7 @@ export class Attempt implements AbortSource {
 export class UnansweredRequests {
   private readonly byNode = new Map<string, Set<Attempt>>();
 
-  begin(node: string, parent: AbortSignal): Attempt {
+  begin(node: string, parent: RequestSignal): Attempt {
     let set = this.byNode.get(node);
     if (!set) this.byNode.set(node, (set = new Set()));
     const attempt = new Attempt(parent, set);
