@@ -78,6 +78,67 @@ export class WriteWatch {
   }
 }
 
+/**
+ * What can end a forwarding attempt early: the part of AbortSignal that forwarding uses.
+ * The request's AbortSignal is one; so is an Attempt, which adds its node going dark.
+ */
+export interface AbortSource {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
+/**
+ * A request's abort: the client went away or a step gave up on it (the reason says which).
+ * Listeners are plain callbacks; a real AbortSignal is made only for an API that takes one
+ * (the queue), because creating one per request is among the proxy's largest costs (bench/
+ * overhead).
+ */
+export class RequestSignal implements AbortSource {
+  private done = false;
+  private why: unknown = undefined;
+  private listeners: (() => void)[] = [];
+  private controller: AbortController | undefined = undefined;
+
+  get aborted(): boolean {
+    return this.done;
+  }
+
+  get reason(): unknown {
+    return this.why;
+  }
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    if (!this.done) this.listeners.push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const i = this.listeners.indexOf(listener);
+    if (i >= 0) this.listeners.splice(i, 1);
+  }
+
+  /** The first abort wins; every listener is called once. */
+  abort(reason: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.why = reason;
+    const listeners = this.listeners;
+    this.listeners = [];
+    this.controller?.abort(reason);
+    for (const l of listeners) l();
+  }
+
+  /** The same abort as an AbortSignal. */
+  asAbortSignal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.done) this.controller.abort(this.why);
+    }
+    return this.controller.signal;
+  }
+}
+
 export interface Exchange {
   readonly protocol: 'http1' | 'upgrade' | 'h2';
   /** Method, target, headers and the client's address. */
@@ -87,7 +148,7 @@ export interface Exchange {
   /** When it arrived (clock ms). */
   readonly arrivedAt: number;
   /** Aborts when the client goes away or a step gives up on the request (the reason says which). */
-  readonly signal: AbortSignal;
+  readonly signal: RequestSignal;
   abort(reason: Error): void;
   /** Set by the resolve step; metrics label by it. */
   route: Route | undefined;
@@ -98,7 +159,7 @@ export interface Exchange {
   /** Ask the client to close the connection after this response (draining). */
   closeAfterResponse(): void;
   /** Send the request to a pod and relay what it answers. */
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSignal, onResponse: ResponseObserver): Promise<ForwardResult>;
+  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult>;
 }
 
 /** An exchange whose revision is known. */

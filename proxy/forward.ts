@@ -8,7 +8,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { RevisionInfo } from '../cluster/model.js';
 import type { EndpointState } from './endpoints.js';
-import type { ForwardResult, RequestHead, RequestHeaders, ResponseObserver } from './exchange.js';
+import type { AbortSource, ForwardResult, RequestHead, RequestHeaders, ResponseObserver } from './exchange.js';
 import { downstreamResponseHeaders } from './headers.js';
 
 /**
@@ -109,87 +109,117 @@ export function forwardRequest(
   endpoint: EndpointState,
   protocol: RevisionInfo['protocol'],
   headers: RequestHeaders,
-  signal: AbortSignal,
+  signal: AbortSource,
   onResponse: ResponseObserver,
   /** Largest body without Content-Length (0 = unlimited); a declared length is checked before. */
   maxBodyBytes: number,
   now: () => number,
 ): Promise<ForwardResult> {
-  const { hasBody } = req;
-  const method = req.head.method ?? 'GET';
-  const limit = hasBody && maxBodyBytes > 0 && req.head.headers['content-length'] === undefined ? new BodyLimit(maxBodyBytes) : undefined;
-  if (limit) req.body.pipe(limit);
-  const sent = now();
   return new Promise<ForwardResult>((resolve) => {
-    let controller: Dispatcher.DispatchController | undefined;
-    let status = 0;
-    let settled = false;
-    const onAbort = () => controller?.abort((signal.reason as Error | undefined) ?? new Error('aborted'));
-    const onDrain = () => controller?.resume();
-    const settle = (r: ForwardResult) => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-      res.offDrain(onDrain);
-      resolve(r);
-    };
-    const failed = (err: Error) => {
-      if (limit) req.body.unpipe(limit);
-      if (status === 0) {
-        if (limit?.exceeded) return settle({ kind: 'body-too-large', limit: maxBodyBytes });
-        const bodyStarted = hasBody && (req.body.readableDidRead || req.body.readableEnded);
-        settle({ kind: 'failed-before-response', error: err, retryable: retryableFailure(err, method, hasBody, bodyStarted) });
-      } else settle({ kind: 'failed-mid-response', status, error: err });
-    };
+    const call = new ForwardCall(req, res, signal, onResponse, maxBodyBytes, now, resolve);
     if (signal.aborted) {
-      failed((signal.reason as Error | undefined) ?? new Error('aborted'));
+      call.failed((signal.reason as Error | undefined) ?? new Error('aborted'));
       return;
     }
-    signal.addEventListener('abort', onAbort, { once: true });
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c;
-        if (signal.aborted) onAbort();
-      },
-      onResponseStart(c, statusCode, upstreamHeaders) {
-        // 1xx (100 Continue, 103 Early Hints) are not passed on, as with request().
-        if (statusCode < 200) return;
-        status = statusCode;
-        onResponse(statusCode, upstreamHeaders, now() - sent);
-        if (res.destroyed) {
-          c.abort(new Error('client closed the connection'));
-          return;
-        }
-        res.writeHead(statusCode, downstreamResponseHeaders(upstreamHeaders));
-      },
-      onResponseData(c, chunk) {
-        if (res.destroyed) {
-          c.abort(new Error('client closed the connection'));
-          return;
-        }
-        if (!res.write(chunk)) {
-          c.pause();
-          res.onDrain(onDrain);
-        }
-      },
-      onResponseEnd(c, trailers) {
-        if (res.destroyed) {
-          failed(new Error('client closed the connection'));
-          return;
-        }
-        const all: Record<string, string | string[]> = h2Trailers(c);
-        for (const [name, value] of Object.entries(trailers)) if (value !== undefined) all[name] = value;
-        res.end(Object.keys(all).length > 0 ? all : undefined);
-        settle({ kind: 'done', status });
-      },
-      onResponseError(_c, err) {
-        failed(err);
-      },
-    };
+    signal.addEventListener('abort', call.onAbort, { once: true });
     try {
-      endpoint.pool(protocol).dispatch({ method: method as Dispatcher.HttpMethod, path: req.head.url ?? '/', headers, body: hasBody ? limit ?? req.body : null }, handler);
+      endpoint.pool(protocol).dispatch({ method: call.method as Dispatcher.HttpMethod, path: req.head.url ?? '/', headers, body: req.hasBody ? call.limit ?? req.body : null }, call);
     } catch (err) {
-      failed(err as Error);
+      call.failed(err as Error);
     }
   });
+}
+
+/** One forwarded request as undici's dispatch handler: one object per request, its methods on the prototype. */
+class ForwardCall implements Dispatcher.DispatchHandler {
+  readonly method: string;
+  readonly limit: BodyLimit | undefined;
+  private readonly sent: number;
+  private controller: Dispatcher.DispatchController | undefined = undefined;
+  private status = 0;
+  private settled = false;
+
+  constructor(
+    private readonly req: RequestSource,
+    private readonly res: ResponseSink,
+    private readonly signal: AbortSource,
+    private readonly observe: ResponseObserver,
+    private readonly maxBodyBytes: number,
+    private readonly now: () => number,
+    private readonly resolve: (r: ForwardResult) => void,
+  ) {
+    this.method = req.head.method ?? 'GET';
+    this.limit = req.hasBody && maxBodyBytes > 0 && req.head.headers['content-length'] === undefined ? new BodyLimit(maxBodyBytes) : undefined;
+    if (this.limit) req.body.pipe(this.limit);
+    this.sent = now();
+  }
+
+  readonly onAbort = (): void => {
+    this.controller?.abort((this.signal.reason as Error | undefined) ?? new Error('aborted'));
+  };
+
+  private readonly onDrain = (): void => {
+    this.controller?.resume();
+  };
+
+  private settle(r: ForwardResult): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.signal.removeEventListener('abort', this.onAbort);
+    this.res.offDrain(this.onDrain);
+    this.resolve(r);
+  }
+
+  failed(err: Error): void {
+    const { req, limit } = this;
+    if (limit) req.body.unpipe(limit);
+    if (this.status === 0) {
+      if (limit?.exceeded) return this.settle({ kind: 'body-too-large', limit: this.maxBodyBytes });
+      const bodyStarted = req.hasBody && (req.body.readableDidRead || req.body.readableEnded);
+      this.settle({ kind: 'failed-before-response', error: err, retryable: retryableFailure(err, this.method, req.hasBody, bodyStarted) });
+    } else this.settle({ kind: 'failed-mid-response', status: this.status, error: err });
+  }
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+    if (this.signal.aborted) this.onAbort();
+  }
+
+  onResponseStart(c: Dispatcher.DispatchController, statusCode: number, upstreamHeaders: IncomingHttpHeaders): void {
+    // 1xx (100 Continue, 103 Early Hints) are not passed on, as with request().
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    this.observe(statusCode, upstreamHeaders, this.now() - this.sent);
+    if (this.res.destroyed) {
+      c.abort(new Error('client closed the connection'));
+      return;
+    }
+    this.res.writeHead(statusCode, downstreamResponseHeaders(upstreamHeaders));
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.res.destroyed) {
+      c.abort(new Error('client closed the connection'));
+      return;
+    }
+    if (!this.res.write(chunk)) {
+      c.pause();
+      this.res.onDrain(this.onDrain);
+    }
+  }
+
+  onResponseEnd(c: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    if (this.res.destroyed) {
+      this.failed(new Error('client closed the connection'));
+      return;
+    }
+    const all: Record<string, string | string[]> = h2Trailers(c);
+    for (const [name, value] of Object.entries(trailers)) if (value !== undefined) all[name] = value;
+    this.res.end(Object.keys(all).length > 0 ? all : undefined);
+    this.settle({ kind: 'done', status: this.status });
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.failed(err);
+  }
 }

@@ -1,8 +1,8 @@
 // HTTP/1 requests as Exchanges: answers go out through Node's ServerResponse, forwarding
 // through undici (forward.ts).
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type ForwardResult, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type AbortSource, type ForwardResult, RequestSignal, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
 import { forwardRequest, requestHasBody, type ResponseSink } from './forward.js';
 
 /** Write a plain-text answer; a response already under way is cut instead. */
@@ -15,11 +15,43 @@ export function sendAnswer(res: ServerResponse, a: Answer): void {
   res.end(a.body);
 }
 
+/** The client's response as forwarding writes it. HTTP/1 has trailers only in chunked bodies and few clients read them: they stop here. */
+class Http1Sink implements ResponseSink {
+  constructor(private readonly res: ServerResponse, private readonly writes: WriteWatch) {}
+
+  get destroyed(): boolean {
+    return this.res.destroyed;
+  }
+
+  writeHead(status: number, headers: OutgoingHttpHeaders): void {
+    this.res.writeHead(status, headers);
+    this.writes.wrote();
+  }
+
+  write(chunk: Buffer): boolean {
+    const ok = this.res.write(chunk);
+    this.writes.wrote();
+    return ok;
+  }
+
+  onDrain(fn: () => void): void {
+    this.res.once('drain', fn);
+  }
+
+  offDrain(fn: () => void): void {
+    this.res.off('drain', fn);
+  }
+
+  end(): void {
+    this.res.end();
+  }
+}
+
 export class Http1Exchange implements Exchange {
   readonly protocol = 'http1';
   route: Route | undefined = undefined;
   readonly writes = new WriteWatch();
-  private readonly ctl = new AbortController();
+  private readonly ctl = new RequestSignal();
   private readonly sink: ResponseSink;
 
   constructor(
@@ -33,20 +65,11 @@ export class Http1Exchange implements Exchange {
     res.on('close', () => {
       if (!res.writableFinished) this.ctl.abort(new ClientGoneError());
     });
-    const writes = this.writes;
-    // HTTP/1 has trailers only in chunked bodies and few clients read them: they stop here.
-    this.sink = {
-      get destroyed() { return res.destroyed; },
-      writeHead(status, headers) { res.writeHead(status, headers); writes.wrote(); },
-      write(chunk) { const ok = res.write(chunk); writes.wrote(); return ok; },
-      onDrain(fn) { res.once('drain', fn); },
-      offDrain(fn) { res.off('drain', fn); },
-      end() { res.end(); },
-    };
+    this.sink = new Http1Sink(res, this.writes);
   }
 
-  get signal(): AbortSignal {
-    return this.ctl.signal;
+  get signal(): RequestSignal {
+    return this.ctl;
   }
 
   abort(reason: Error): void {
@@ -66,7 +89,7 @@ export class Http1Exchange implements Exchange {
     this.res.setHeader('connection', 'close');
   }
 
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSignal, onResponse: ResponseObserver): Promise<ForwardResult> {
+  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult> {
     const source = { head: this.req, body: this.req, hasBody: requestHasBody(this.req) };
     return forwardRequest(source, this.sink, to, this.route?.revision.protocol ?? 'http1', headers, signal, onResponse, this.maxBodyBytes, this.now);
   }

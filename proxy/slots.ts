@@ -16,6 +16,7 @@ import type { Clock, Timer } from '../cluster/clock.js';
 import type { LoadView } from '../cluster/load.js';
 import type { ClusterSnapshot, RevisionInfo } from '../cluster/model.js';
 import type { EndpointState, EndpointTable } from './endpoints.js';
+import type { RequestSignal } from './exchange.js';
 import type { PickContext, Policy } from './policy/policy.js';
 
 /** How long a pod's report of the other proxies' requests counts. */
@@ -46,7 +47,7 @@ export interface SlotRequest<E> {
   readonly revision: RevisionInfo;
   /** Its place in the revision's queue (kept across retries). */
   readonly entry: E;
-  readonly signal: AbortSignal;
+  readonly signal: RequestSignal;
   /** Pods it must not use (already tried). */
   readonly exclude?: ReadonlySet<string>;
 }
@@ -146,7 +147,7 @@ export class PodSlots<E> {
     let endpoint = line.room.depth + line.reserved === 0 ? this.take(req) : undefined;
     while (!endpoint) {
       this.watchBlocked(req.revisionKey);
-      await line.room.wait(req.entry, req.signal);
+      await line.room.wait(req.entry, req.signal.asAbortSignal());
       line.reserved = Math.max(0, line.reserved - 1);
       endpoint = this.take(req);
     }

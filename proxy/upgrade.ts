@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, WriteWatch, type Answer, type Exchange, type ForwardResult, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { ClientGoneError, WriteWatch, type Answer, type Exchange, type AbortSource, type ForwardResult, RequestSignal, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
 import { retryableFailure } from './forward.js';
 import { downstreamResponseHeaders } from './headers.js';
 
@@ -33,7 +33,7 @@ export class UpgradeExchange implements Exchange {
   readonly protocol = 'upgrade';
   route: Route | undefined = undefined;
   readonly writes = new WriteWatch();
-  private readonly ctl = new AbortController();
+  private readonly ctl = new RequestSignal();
   /** Something was written to the client: no answer of ours can follow. */
   private started = false;
 
@@ -49,8 +49,8 @@ export class UpgradeExchange implements Exchange {
     socket.once('close', () => this.ctl.abort(new ClientGoneError()));
   }
 
-  get signal(): AbortSignal {
-    return this.ctl.signal;
+  get signal(): RequestSignal {
+    return this.ctl;
   }
 
   abort(reason: Error): void {
@@ -72,7 +72,7 @@ export class UpgradeExchange implements Exchange {
     // An upgrade's connection is never reused for another request.
   }
 
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSignal, onResponse: ResponseObserver): Promise<ForwardResult> {
+  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult> {
     const { req, socket, head } = this;
     return new Promise<ForwardResult>((resolve) => {
       let status = 0;

@@ -3,6 +3,7 @@
 import t, { type Test } from 'tap';
 import { ClusterModel, type ClusterState, type EndpointInfo } from '../cluster/model.js';
 import { RequestQueue, DEFAULT_QUEUE_CONFIG, type QueueEntry } from '../queue/index.js';
+import { RequestSignal } from '../proxy/exchange.js';
 import { EndpointTable, type EndpointState } from '../proxy/endpoints.js';
 import { LocalOnlyPolicy } from '../proxy/policy/local-only.js';
 import type { Policy } from '../proxy/policy/policy.js';
@@ -46,7 +47,7 @@ function setup(t: Test, o: { cc: number; endpoints: EndpointInfo[]; policy?: Pol
     let served: string | undefined;
     let failed: unknown;
     const held = new Promise<void>((r) => (release = r));
-    const done = s.run({ revisionKey: REV, revision: model.current.revision(REV)!, entry: entry(deadline), signal: new AbortController().signal, exclude }, async (e) => {
+    const done = s.run({ revisionKey: REV, revision: model.current.revision(REV)!, entry: entry(deadline), signal: new RequestSignal(), exclude }, async (e) => {
       served = e.pod;
       await held;
     }).catch((err: unknown) => {
@@ -88,7 +89,7 @@ t.test('one definition of free: own plus the others\' reported count against con
 
 t.test('a slot is given back even when the request fails', async (t) => {
   const { slots, model } = setup(t, { cc: 1, endpoints: [endpoint('a')] });
-  const boom = slots.run({ revisionKey: REV, revision: model.current.revision(REV)!, entry: entry(Infinity), signal: new AbortController().signal }, async () => {
+  const boom = slots.run({ revisionKey: REV, revision: model.current.revision(REV)!, entry: entry(Infinity), signal: new RequestSignal() }, async () => {
     throw new Error('the forwarder broke');
   });
   await t.rejects(boom, /the forwarder broke/);

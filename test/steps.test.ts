@@ -12,6 +12,7 @@ import {
   ClientGoneError,
   RequestTimeoutError,
   statusOf,
+  type AbortSource,
   type Answer,
   type Exchange,
   type ForwardResult,
@@ -21,6 +22,7 @@ import {
   type ResponseObserver,
   type Route,
   type Routed,
+  RequestSignal,
   WriteWatch,
 } from '../proxy/exchange.js';
 import { NodeLoadTracker } from '../proxy/load.js';
@@ -68,21 +70,21 @@ class ScriptedExchange implements Exchange {
   cuts = 0;
   closeAsked = false;
   readonly forwarded: { pod: string; headers: RequestHeaders }[] = [];
-  private readonly ctl = new AbortController();
+  private readonly ctl = new RequestSignal();
 
   constructor(
     readonly req: IncomingMessage,
     readonly arrivedAt: number,
-    private readonly script: (to: EndpointState, signal: AbortSignal, onResponse: ResponseObserver) => Promise<ForwardResult> = async () => ({ kind: 'done', status: 200 }),
+    private readonly script: (to: EndpointState, signal: AbortSource, onResponse: ResponseObserver) => Promise<ForwardResult> = async () => ({ kind: 'done', status: 200 }),
     readonly protocol: 'http1' | 'upgrade' = 'http1',
   ) {}
 
-  get signal(): AbortSignal { return this.ctl.signal; }
+  get signal(): RequestSignal { return this.ctl; }
   abort(reason: Error): void { this.ctl.abort(reason); }
   answer(a: Answer): void { this.answers.push(a); }
   cut(): void { this.cuts++; }
   closeAfterResponse(): void { this.closeAsked = true; }
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSignal, onResponse: ResponseObserver): Promise<ForwardResult> {
+  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult> {
     this.forwarded.push({ pod: to.pod, headers });
     return this.script(to, signal, onResponse);
   }

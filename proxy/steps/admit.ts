@@ -16,7 +16,7 @@ function refused(body: string, headers?: Record<string, string>): Outcome {
 }
 
 /** The answer for a request that could not get a slot. */
-export function admissionFailure(err: unknown, signal: AbortSignal): Outcome {
+export function admissionFailure(err: unknown, signal: { readonly reason: unknown }): Outcome {
   if (signal.reason instanceof ClientGoneError) return { kind: 'gone', node: NO_NODE };
   if (err instanceof QueueFullError) return refused('chikai: queue full, retry later\n', { 'retry-after': String(err.retryAfterSeconds) });
   if (err instanceof NoEligibleEndpointError) return refused(`chikai: ${err.message} (no node-local pod)\n`);
