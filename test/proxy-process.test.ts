@@ -109,7 +109,7 @@ async function proxyRss(admin: string): Promise<number> {
   return Number(m[1]);
 }
 
-t.test('a 100 MB upload streams through the proxy process while its RSS grows by less than 50 MB', async (t) => {
+t.test('a 200 MB upload streams through the proxy process: its RSS grows by less than half the body', async (t) => {
   const pod = new EmulatedPod({ name: 'hello-00001-node1-upload', node: 'node1', revision: 'default/hello-00001', host: '127.0.1.1' });
   const port = await pod.start();
   t.teardown(() => pod.close(0));
@@ -126,13 +126,18 @@ t.test('a 100 MB upload streams through the proxy process while its RSS grows by
   await (await request(`http://${at.proxy}/`, { headers: { host: 'hello.default' } })).body.dump();
   const base = await proxyRss(at.admin);
   const sampler = peakOf(() => proxyRss(at.admin), base);
-  const total = Number(process.env.UPLOAD_MB ?? 100) * 1024 * 1024;
+  const totalMb = Number(process.env.UPLOAD_MB ?? 200);
+  const total = totalMb * 1024 * 1024;
   const res = await request(`http://${at.proxy}/count`, { method: 'POST', headers: { host: 'hello.default', 'content-length': String(total) }, body: generatedBody(total) });
   const answer = JSON.parse(await res.body.text()) as { bytes: number };
   const peak = await sampler.stop();
   const growthMb = (peak - base) / 1024 / 1024;
   t.equal(res.statusCode, 200);
   t.equal(answer.bytes, total, 'every byte arrived at the pod');
-  t.comment(`proxy RSS ${(base / 1048576).toFixed(1)} MB before, peak ${(peak / 1048576).toFixed(1)} MB during the 100 MB upload (+${growthMb.toFixed(1)} MB)`);
-  t.ok(growthMb < 50, `proxy RSS grew by ${growthMb.toFixed(1)} MB (< 50 MB)`);
+  t.comment(`proxy RSS ${(base / 1048576).toFixed(1)} MB before, peak ${(peak / 1048576).toFixed(1)} MB during the ${totalMb} MB upload (+${growthMb.toFixed(1)} MB)`);
+  // A proxy that buffered the body would grow by all of it. Streaming, it grows by what the
+  // allocator and the collector keep around, 10–50 MB here whatever the body's size (20 MB:
+  // +11, 100 MB: +39–46, 300 MB: +30), so the bound is relative to the body, not a fixed
+  // figure that a busy machine's collector can cross.
+  t.ok(growthMb < totalMb / 2, `proxy RSS grew by ${growthMb.toFixed(1)} MB (< half of the ${totalMb} MB body)`);
 });
