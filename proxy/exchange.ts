@@ -79,23 +79,12 @@ export class WriteWatch {
 }
 
 /**
- * What can end a forwarding attempt early: the part of AbortSignal that forwarding uses.
- * The request's AbortSignal is one; so is an Attempt, which adds its node going dark.
- */
-export interface AbortSource {
-  readonly aborted: boolean;
-  readonly reason: unknown;
-  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
-  removeEventListener(type: 'abort', listener: () => void): void;
-}
-
-/**
  * A request's abort: the client went away or a step gave up on it (the reason says which).
  * Listeners are plain callbacks; a real AbortSignal is made only for an API that takes one
  * (the queue), because creating one per request is among the proxy's largest costs (bench/
  * overhead).
  */
-export class RequestSignal implements AbortSource {
+export class RequestSignal {
   private done = false;
   private why: unknown = undefined;
   private listeners: (() => void)[] = [];
@@ -159,7 +148,7 @@ export interface Exchange {
   /** Ask the client to close the connection after this response (draining). */
   closeAfterResponse(): void;
   /** Send the request to a pod and relay what it answers. */
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult>;
+  forward(to: EndpointState, headers: RequestHeaders, signal: RequestSignal, onResponse: ResponseObserver): Promise<ForwardResult>;
 }
 
 /** An exchange whose revision is known. */

@@ -8,7 +8,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { RevisionInfo } from '../cluster/model.js';
 import type { EndpointState } from './endpoints.js';
-import type { AbortSource, ForwardResult, RequestHead, RequestHeaders, ResponseObserver } from './exchange.js';
+import type { ForwardResult, RequestHead, RequestHeaders, RequestSignal, ResponseObserver } from './exchange.js';
 import { downstreamResponseHeaders } from './headers.js';
 
 /**
@@ -109,7 +109,7 @@ export function forwardRequest(
   endpoint: EndpointState,
   protocol: RevisionInfo['protocol'],
   headers: RequestHeaders,
-  signal: AbortSource,
+  signal: RequestSignal,
   onResponse: ResponseObserver,
   /** Largest body without Content-Length (0 = unlimited); a declared length is checked before. */
   maxBodyBytes: number,
@@ -121,7 +121,7 @@ export function forwardRequest(
       call.failed((signal.reason as Error | undefined) ?? new Error('aborted'));
       return;
     }
-    signal.addEventListener('abort', call.onAbort, { once: true });
+    signal.addEventListener('abort', call.onAbort);
     try {
       endpoint.pool(protocol).dispatch({ method: call.method as Dispatcher.HttpMethod, path: req.head.url ?? '/', headers, body: req.hasBody ? call.limit ?? req.body : null }, call);
     } catch (err) {
@@ -142,7 +142,7 @@ class ForwardCall implements Dispatcher.DispatchHandler {
   constructor(
     private readonly req: RequestSource,
     private readonly res: ResponseSink,
-    private readonly signal: AbortSource,
+    private readonly signal: RequestSignal,
     private readonly observe: ResponseObserver,
     private readonly maxBodyBytes: number,
     private readonly now: () => number,

@@ -6,7 +6,7 @@
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type AbortSource, type ForwardResult, RequestSignal, type RequestHead, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type ForwardResult, RequestSignal, type RequestHead, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
 import { forwardRequest, type ResponseSink } from './forward.js';
 
 /** The request head as the steps read it: `:authority` as Host, pseudo-headers left out. */
@@ -106,7 +106,7 @@ export class H2Exchange implements Exchange {
     if (session && !session.closed) session.close();
   }
 
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult> {
+  forward(to: EndpointState, headers: RequestHeaders, signal: RequestSignal, onResponse: ResponseObserver): Promise<ForwardResult> {
     const source = { head: this.req, body: this.request, hasBody: !this.request.stream.endAfterHeaders };
     return forwardRequest(source, this.sink, to, this.route?.revision.protocol ?? 'http1', headers, signal, onResponse, this.maxBodyBytes, this.now);
   }

@@ -2,7 +2,7 @@
 // through undici (forward.ts).
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type AbortSource, type ForwardResult, RequestSignal, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { ClientGoneError, WriteWatch, answerHeaders, type Answer, type Exchange, type ForwardResult, RequestSignal, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
 import { forwardRequest, requestHasBody, type ResponseSink } from './forward.js';
 
 /** Write a plain-text answer; a response already under way is cut instead. */
@@ -89,7 +89,7 @@ export class Http1Exchange implements Exchange {
     this.res.setHeader('connection', 'close');
   }
 
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult> {
+  forward(to: EndpointState, headers: RequestHeaders, signal: RequestSignal, onResponse: ResponseObserver): Promise<ForwardResult> {
     const source = { head: this.req, body: this.req, hasBody: requestHasBody(this.req) };
     return forwardRequest(source, this.sink, to, this.route?.revision.protocol ?? 'http1', headers, signal, onResponse, this.maxBodyBytes, this.now);
   }

@@ -3,7 +3,7 @@
 // fail, so without this the requests already sent there would wait for the revision
 // timeout (300 s by default). Abandoning them lets the proxy retry the idempotent ones on
 // another node and answer the rest at once.
-import type { AbortSource, RequestSignal } from './exchange.js';
+import { RequestSignal } from './exchange.js';
 
 export class NodeUnreachableError extends Error {
   constructor(readonly node: string) {
@@ -12,46 +12,23 @@ export class NodeUnreachableError extends Error {
 }
 
 /**
- * One forwarding attempt, aborted with its request or when its node is abandoned. Not an
- * AbortController of its own: a listener goes straight onto the request's signal (this is
- * the proxy's hottest path, and Node's AbortSignal costs several µs to create; see bench/
- * overhead).
+ * One forwarding attempt: its own RequestSignal, aborted with its request's or when its
+ * node is abandoned (a RequestSignal, not an AbortController: this is the proxy's hottest
+ * path, and Node's AbortSignal costs several µs to create; see bench/ overhead).
  */
-export class Attempt implements AbortSource {
-  private abandonedWith: NodeUnreachableError | undefined = undefined;
-  private readonly listeners: (() => void)[] = [];
+export class Attempt {
+  readonly signal = new RequestSignal();
+  private readonly onParent = (): void => this.signal.abort(this.parent.reason);
 
-  constructor(private readonly parent: RequestSignal, private readonly set: Set<Attempt>) {}
-
-  get aborted(): boolean {
-    return this.abandonedWith !== undefined || this.parent.aborted;
-  }
-
-  get reason(): unknown {
-    return this.abandonedWith ?? this.parent.reason;
+  constructor(private readonly parent: RequestSignal, private readonly set: Set<Attempt>) {
+    if (parent.aborted) this.onParent();
+    else parent.addEventListener('abort', this.onParent);
   }
 
   /** Set when the attempt was abandoned because its node became unreachable. */
   get unreachable(): NodeUnreachableError | undefined {
-    return this.abandonedWith;
-  }
-
-  /** The AbortSource forwarding listens to. */
-  get signal(): AbortSource {
-    return this;
-  }
-
-  addEventListener(_type: 'abort', listener: () => void): void {
-    if (this.abandonedWith) return;
-    this.listeners.push(listener);
-    this.parent.addEventListener('abort', listener);
-  }
-
-  removeEventListener(_type: 'abort', listener: () => void): void {
-    const i = this.listeners.indexOf(listener);
-    if (i < 0) return;
-    this.listeners.splice(i, 1);
-    this.parent.removeEventListener('abort', listener);
+    const why = this.signal.reason;
+    return why instanceof NodeUnreachableError ? why : undefined;
   }
 
   /** Response headers arrived: no longer abandoned with its node, but the request's own aborts (its timeouts, the client gone) still reach it. */
@@ -62,19 +39,7 @@ export class Attempt implements AbortSource {
   /** Attempt over: forget it. */
   end(): void {
     this.set.delete(this);
-    for (const l of this.listeners) this.parent.removeEventListener('abort', l);
-    this.listeners.length = 0;
-  }
-
-  /** @internal Its node stopped answering (UnansweredRequests.abandonNode). */
-  abandon(err: NodeUnreachableError): void {
-    if (this.aborted) return;
-    this.abandonedWith = err;
-    const listeners = this.listeners.splice(0);
-    for (const l of listeners) {
-      this.parent.removeEventListener('abort', l);
-      l();
-    }
+    this.parent.removeEventListener('abort', this.onParent);
   }
 }
 
@@ -97,7 +62,7 @@ export class UnansweredRequests {
     const n = set.size;
     const attempts = [...set];
     set.clear();
-    for (const a of attempts) a.abandon(err);
+    for (const a of attempts) a.signal.abort(err);
     return n;
   }
 }

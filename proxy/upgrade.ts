@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { EndpointState } from './endpoints.js';
-import { ClientGoneError, WriteWatch, type Answer, type Exchange, type AbortSource, type ForwardResult, RequestSignal, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
+import { ClientGoneError, WriteWatch, type Answer, type Exchange, type ForwardResult, RequestSignal, type RequestHeaders, type ResponseObserver, type Route } from './exchange.js';
 import { retryableFailure } from './forward.js';
 import { downstreamResponseHeaders } from './headers.js';
 
@@ -72,7 +72,7 @@ export class UpgradeExchange implements Exchange {
     // An upgrade's connection is never reused for another request.
   }
 
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult> {
+  forward(to: EndpointState, headers: RequestHeaders, signal: RequestSignal, onResponse: ResponseObserver): Promise<ForwardResult> {
     const { req, socket, head } = this;
     return new Promise<ForwardResult>((resolve) => {
       let status = 0;
@@ -101,7 +101,7 @@ export class UpgradeExchange implements Exchange {
         if (status === 0) upstream.destroy(signal.reason as Error);
       };
       if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
+      else signal.addEventListener('abort', onAbort);
       upstream.on('error', (err: Error) => {
         if (status === 0) settle({ kind: 'failed-before-response', error: err, retryable: retryableFailure(err, req.method ?? 'GET', false, false) });
       });

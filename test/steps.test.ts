@@ -12,7 +12,6 @@ import {
   ClientGoneError,
   RequestTimeoutError,
   statusOf,
-  type AbortSource,
   type Answer,
   type Exchange,
   type ForwardResult,
@@ -75,7 +74,7 @@ class ScriptedExchange implements Exchange {
   constructor(
     readonly req: IncomingMessage,
     readonly arrivedAt: number,
-    private readonly script: (to: EndpointState, signal: AbortSource, onResponse: ResponseObserver) => Promise<ForwardResult> = async () => ({ kind: 'done', status: 200 }),
+    private readonly script: (to: EndpointState, signal: RequestSignal, onResponse: ResponseObserver) => Promise<ForwardResult> = async () => ({ kind: 'done', status: 200 }),
     readonly protocol: 'http1' | 'upgrade' = 'http1',
   ) {}
 
@@ -84,7 +83,7 @@ class ScriptedExchange implements Exchange {
   answer(a: Answer): void { this.answers.push(a); }
   cut(): void { this.cuts++; }
   closeAfterResponse(): void { this.closeAsked = true; }
-  forward(to: EndpointState, headers: RequestHeaders, signal: AbortSource, onResponse: ResponseObserver): Promise<ForwardResult> {
+  forward(to: EndpointState, headers: RequestHeaders, signal: RequestSignal, onResponse: ResponseObserver): Promise<ForwardResult> {
     this.forwarded.push({ pod: to.pod, headers });
     return this.script(to, signal, onResponse);
   }
