@@ -59,7 +59,10 @@ export interface LocalityPlacement {
   readonly node: string;
   readonly weight: number;
   readonly priority: number;
-  /** 'pods': the revision's pods on that node; 'proxy': the node's chikai proxy (no ready pod anywhere). */
+  /**
+   * 'pods': the revision's pods on that node; 'proxy': the node's chikai proxy (no ready pod
+   * anywhere, or the gateway's own node when its traffic would leave the node).
+   */
   readonly kind: 'pods' | 'proxy';
   /** Expected completion time via this node from the cost model (undefined for proxies and last-resort nodes). */
   readonly costMs?: number;
@@ -115,6 +118,13 @@ export function upstreamProtocolOptions(rev: RevisionInfo): JsonObject {
  *   Nodes the cost model leaves out (unreachable from the gateway's node) follow as a last
  *   priority, and so do nodes with only unready pods (their endpoints UNHEALTHY, so they
  *   show in inspection but get no traffic).
+ * - Ready pods on the gateway's node, but the cost model sends part of the traffic to
+ *   another node (the local pods are at their knee): the gateway's node-local chikai proxy
+ *   at priority 0, the pods' placements behind it. A weight at the gateway is a slow,
+ *   blind split — refreshed from reports up to a second old, it overshoots both ways at the
+ *   knee — while the proxy decides per request on every proxy's in-flight count with the
+ *   same cost model, and queues rather than overloads; below the knee the extra local hop
+ *   would cost more than it saves, so the gateway goes to the pods itself.
  * - No ready pod reachable: the gateway's node-local chikai proxy at priority 0 (it buffers
  *   and wakes the revision), the other nodes' proxies at priority 1. The neutral view puts
  *   every proxy at priority 0.
@@ -125,6 +135,8 @@ export function placeRevision(
   revKey: string,
   gatewayNode: string | undefined,
   pref?: LocalityPreference,
+  /** Whether the node proxy can carry this revision's traffic at its knee (HTTP/1 today; h2c goes to the pods). */
+  proxyAtKnee = true,
 ): { placements: LocalityPlacement[]; endpointsByNode: Map<string, EndpointInfo[]> } {
   const byNode = new Map<string, EndpointInfo[]>();
   const seen = new Set<string>();
@@ -146,7 +158,16 @@ export function placeRevision(
   const nodeOrder = snap.nodes.map((n) => n.name);
   const leftover = [...byNode.keys()].filter((n) => !placed.has(n)).sort((a, b) => rank(nodeOrder, a) - rank(nodeOrder, b) || a.localeCompare(b));
   for (const node of leftover) placements.push({ node, weight: 1, priority: lastResort, kind: 'pods' });
+  if (proxyAtKnee && gatewayNode !== undefined && trafficLeavesNode(shares, gatewayNode)) {
+    const behind = placements.map((p) => ({ ...p, priority: p.priority + 1 }));
+    return { placements: [{ node: gatewayNode, weight: 1, priority: 0, kind: 'proxy' }, ...behind], endpointsByNode: byNode };
+  }
   return { placements, endpointsByNode: byNode };
+}
+
+/** The gateway's node has a pod the cost model uses, and another node shares its priority 0. */
+function trafficLeavesNode(shares: readonly LocalityShare[], gatewayNode: string): boolean {
+  return shares.some((s) => s.node === gatewayNode) && shares.some((s) => s.priority === 0 && s.node !== gatewayNode);
 }
 
 function rank(order: string[], name: string): number {
@@ -171,7 +192,7 @@ export function buildLoadAssignment(
   opts: BuildOptions,
 ): JsonObject {
   const revKey = revisionKey(rev.namespace, rev.name);
-  const { placements, endpointsByNode } = placeRevision(snap, load, revKey, gatewayNode, opts.preference);
+  const { placements, endpointsByNode } = placeRevision(snap, load, revKey, gatewayNode, opts.preference, rev.protocol === 'http1');
   const endpoints: JsonObject[] = [];
   for (const p of placements) {
     const node = snap.node(p.node);
