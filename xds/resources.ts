@@ -61,7 +61,7 @@ export interface LocalityPlacement {
   readonly priority: number;
   /**
    * 'pods': the revision's pods on that node; 'proxy': the node's chikai proxy (no ready pod
-   * anywhere, or the gateway's own node when its traffic would leave the node).
+   * anywhere, or the gateway's own node while its pods are at their knee).
    */
   readonly kind: 'pods' | 'proxy';
   /** Expected completion time via this node from the cost model (undefined for proxies and last-resort nodes). */
@@ -118,10 +118,10 @@ export function upstreamProtocolOptions(rev: RevisionInfo): JsonObject {
  *   Nodes the cost model leaves out (unreachable from the gateway's node) follow as a last
  *   priority, and so do nodes with only unready pods (their endpoints UNHEALTHY, so they
  *   show in inspection but get no traffic).
- * - Ready pods on the gateway's node at their knee (their requests fill every slot): the gateway's node-local
- *   chikai proxy at priority 0, the pods' placements behind it, for as long as `proxyInPath`
- *   says (xds/proxy-in-path.ts keeps it there for a hold after the knee; alone, this
- *   function follows the knee). Why the proxy: see xds/proxy-in-path.ts.
+ * - Ready pods on the gateway's node at their knee (their requests fill every slot): the
+ *   gateway's node-local chikai proxy at priority 0, the pods' placements behind it, for as
+ *   long as `proxyInPath` says (the builder's ProxyInPath keeps it there for a hold after the
+ *   knee; by default this function follows the knee alone). Why: xds/proxy-in-path.ts.
  * - No ready pod reachable: the gateway's node-local chikai proxy at priority 0 (it buffers
  *   and wakes the revision), the other nodes' proxies at priority 1. The neutral view puts
  *   every proxy at priority 0.
