@@ -1,6 +1,7 @@
 // What this proxy knows about load, as the cost model's LoadView: measured round trips
 // (RttProber), each pod's service time (EWMA of what was observed) and capacity (what the
-// pod reports), and each pod's in-flight requests over every proxy (PodSlots counts them).
+// pod reports), each pod's in-flight requests over every proxy (PodSlots counts them), and
+// the requests arriving for each revision, which make the node's offered utilization.
 import type { Clock } from '../cluster/clock.js';
 import { DEFAULT_SERVICE_TIME_MS, podCapacity, rttOrConfigured, type LoadView } from '../cluster/load.js';
 import { revisionKey, type ClusterModel } from '../cluster/model.js';
