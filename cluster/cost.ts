@@ -20,7 +20,24 @@ export interface PodCostInput {
   readonly serviceTimeMs: number;
   /** False when the pod's node does not answer probes: never chosen while others exist. */
   readonly reachable: boolean;
+  /**
+   * For a pod on the sender's own node: the work the node offers its pods of the revision
+   * over what they serve (arrivals per second × service time ÷ their slots), where the
+   * sender sees the arrivals (the node proxy). Undefined elsewhere.
+   */
+  readonly offeredUtilization?: number | undefined;
 }
+
+/**
+ * Offered utilization from which a local queue is taken to persist: arrivals keep up with
+ * (or outrun) what the node's pods serve, so a queue there does not drain between bursts.
+ */
+export const SUSTAINED_OVERLOAD = 0.9;
+/**
+ * Under sustained overload, how many requests a pod may hold per slot, served and waiting:
+ * enough to keep the slot busy across the gaps between arrivals, no more.
+ */
+export const OVERLOAD_REQUESTS_PER_SLOT = 4;
 
 export function expectedWaitMs(inFlight: number, capacity: number, serviceTimeMs: number): number {
   const cap = Math.max(1, capacity);
@@ -28,9 +45,22 @@ export function expectedWaitMs(inFlight: number, capacity: number, serviceTimeMs
   return (ahead / cap) * serviceTimeMs;
 }
 
-/** Expected time until the response is back at the sender. Unreachable pods cost Infinity. */
+/**
+ * Expected time until the response is back at the sender. Unreachable pods cost Infinity,
+ * and so does a local pod under sustained overload once it holds its bound of requests.
+ *
+ * Why the bound: below the knee a queue is a burst that drains, and waiting in it beats a
+ * slow link until the wait reaches the round trip (the comparison the costs make). Under
+ * sustained overload the queue never drains: a request that joins it delays every later
+ * one too, so filling it up to the round trip makes most requests slow (the median at the
+ * round trip, though the pods cannot serve more than a fraction anyway). Kept short, the
+ * node's pods still serve all they can, and do it fast, while the excess goes elsewhere.
+ */
 export function expectedCompletionMs(p: PodCostInput): number {
   if (!p.reachable) return Number.POSITIVE_INFINITY;
+  if ((p.offeredUtilization ?? 0) >= SUSTAINED_OVERLOAD && p.inFlight >= OVERLOAD_REQUESTS_PER_SLOT * Math.max(1, p.capacity)) {
+    return Number.POSITIVE_INFINITY;
+  }
   return p.rttMs + expectedWaitMs(p.inFlight, p.capacity, p.serviceTimeMs) + p.serviceTimeMs;
 }
 
@@ -104,4 +134,20 @@ export function localityShares(
   }));
   rest.forEach(([node, costMs], i) => shares.push({ node, costMs, weight: 1, priority: i + 1 }));
   return shares;
+}
+
+/**
+ * How full the sender node's own pods are: the requests at them (every sender's) over the
+ * requests they serve in parallel. 1 means every slot is taken, so the next local request
+ * queues. Undefined when the sender's node has no reachable pod.
+ */
+export function localUtilization(senderNode: string, pods: readonly PodCostInput[]): number | undefined {
+  let inFlight = 0;
+  let capacity = 0;
+  for (const p of pods) {
+    if (p.node !== senderNode || !p.reachable) continue;
+    inFlight += p.inFlight;
+    capacity += Math.max(1, p.capacity);
+  }
+  return capacity > 0 ? inFlight / capacity : undefined;
 }

@@ -29,6 +29,12 @@ export interface LoadView {
   /** Requests the pod serves in parallel, when known from the pod itself. */
   capacity(pod: string): number | undefined;
   /**
+   * How much work the viewer's own node offers its pods of a revision: requests arriving
+   * per second × service time ÷ the slots of the node's ready pods (1 or more: a local queue
+   * that does not drain). Only a view that sees the node's arrivals (the node proxy's) has it.
+   */
+  offeredUtilization?(revKey: string): number | undefined;
+  /**
    * Tells `listener` what moved, each time something does; returns the unsubscriber. A view
    * without it may change at any time and readers re-read it periodically.
    */
@@ -75,6 +81,7 @@ export function podCostInput(
     capacity: podCapacity(rev, e.pod, load),
     serviceTimeMs: load.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS,
     reachable: local || load.reachable(fromNode, e.node),
+    offeredUtilization: local ? load.offeredUtilization?.(e.revision) : undefined,
   };
 }
 

@@ -1,9 +1,10 @@
 // What this proxy knows about load, as the cost model's LoadView: measured round trips
 // (RttProber), each pod's service time (EWMA of what was observed) and capacity (what the
-// pod reports), and each pod's in-flight requests over every proxy (PodSlots counts them).
+// pod reports), each pod's in-flight requests over every proxy (PodSlots counts them), and
+// the requests arriving for each revision, which make the node's offered utilization.
 import type { Clock } from '../cluster/clock.js';
-import { DEFAULT_SERVICE_TIME_MS, rttOrConfigured, type LoadView } from '../cluster/load.js';
-import type { ClusterModel } from '../cluster/model.js';
+import { DEFAULT_SERVICE_TIME_MS, podCapacity, rttOrConfigured, type LoadView } from '../cluster/load.js';
+import { revisionKey, type ClusterModel } from '../cluster/model.js';
 import type { OrcaLoad } from '../cluster/orca.js';
 import type { RttProber } from './rtt.js';
 
@@ -16,14 +17,26 @@ const SERVICE_ALPHA = 0.25;
  */
 const SERVICE_DECAY_MS = 1000;
 
+/** Time constant of the arrival rate per revision (ms): a second, like the pods' own rps window. */
+const ARRIVAL_TAU_MS = 1000;
+
 interface PodObservations {
   serviceMs: number | undefined;
   observedAt: number;
   capacity: number | undefined;
+  /** The pod's own time per request from its ORCA report (no network, no queue), EWMA. */
+  workMs: number | undefined;
+}
+
+/** An exponentially decaying count of arrivals: each adds 1/τ, so the value is a rate. */
+interface ArrivalRate {
+  perMs: number;
+  at: number;
 }
 
 export class NodeLoadTracker implements LoadView {
   private readonly pods = new Map<string, PodObservations>();
+  private readonly arrivals = new Map<string, ArrivalRate>();
 
   constructor(
     readonly node: string,
@@ -61,22 +74,57 @@ export class NodeLoadTracker implements LoadView {
     return this.pods.get(pod)?.capacity;
   }
 
+  /** A request for the revision arrived at this node's proxy. */
+  arrived(revKey: string): void {
+    const now = this.clock.now();
+    const a = this.arrivals.get(revKey);
+    if (!a) return void this.arrivals.set(revKey, { perMs: 1 / ARRIVAL_TAU_MS, at: now });
+    a.perMs = a.perMs * Math.exp(-(now - a.at) / ARRIVAL_TAU_MS) + 1 / ARRIVAL_TAU_MS;
+    a.at = now;
+  }
+
+  /** Requests for the revision arriving at this node per second (decayed to now). */
+  arrivalsPerSecond(revKey: string): number {
+    const a = this.arrivals.get(revKey);
+    return a ? 1000 * a.perMs * Math.exp(-(this.clock.now() - a.at) / ARRIVAL_TAU_MS) : 0;
+  }
+
+  offeredUtilization(revKey: string): number | undefined {
+    const rate = this.arrivalsPerSecond(revKey);
+    if (rate === 0) return 0;
+    const snap = this.model.current;
+    const rev = snap.revision(revKey);
+    let slots = 0;
+    let work = 0;
+    for (const e of snap.readyEndpoints(revKey)) {
+      if (e.node !== this.node) continue;
+      const cap = podCapacity(rev, e.pod, this);
+      slots += cap;
+      work += cap * (this.pods.get(e.pod)?.workMs ?? this.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS);
+    }
+    return slots > 0 ? (rate * (work / slots)) / 1000 / slots : undefined;
+  }
+
   /** A response's headers arrived from `pod` on `node` `ttfbMs` after the request was sent. */
   observe(pod: string, node: string, ttfbMs: number, orca: OrcaLoad | undefined): void {
     const before = this.serviceTimeMs(pod);
     let p = this.pods.get(pod);
-    if (!p) this.pods.set(pod, (p = { serviceMs: undefined, observedAt: 0, capacity: undefined }));
+    if (!p) this.pods.set(pod, (p = { serviceMs: undefined, observedAt: 0, capacity: undefined, workMs: undefined }));
     const sample = Math.max(0.1, ttfbMs - rttOrConfigured(this, this.model.current, this.node, node));
     p.serviceMs = before === undefined ? sample : before + SERVICE_ALPHA * (sample - before);
     p.observedAt = this.clock.now();
     if (node !== this.node) this.prober?.passiveSample(node, ttfbMs);
     const cap = orca?.named['capacity'];
     if (cap !== undefined && cap >= 1) p.capacity = cap;
+    const work = orca?.named['service_ms'];
+    if (work !== undefined && work > 0) p.workMs = p.workMs === undefined ? work : p.workMs + SERVICE_ALPHA * (work - p.workMs);
   }
 
   /** Forget pods that left the model. */
   prune(): void {
     const live = new Set(this.model.current.state.endpoints.map((e) => e.pod));
     for (const pod of this.pods.keys()) if (!live.has(pod)) this.pods.delete(pod);
+    const revisions = new Set(this.model.current.revisions.map((r) => revisionKey(r.namespace, r.name)));
+    for (const rev of this.arrivals.keys()) if (!revisions.has(rev)) this.arrivals.delete(rev);
   }
 }

@@ -127,6 +127,7 @@ export class NodeProxy {
       room: (key) => this.queues.room(key),
       clock,
       refresh: (e) => e.reportedInFlight(),
+      arrived: (key) => this.tracker.arrived(key),
     });
     this.chain = requestChain({
       model: opts.model,

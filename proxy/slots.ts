@@ -63,6 +63,8 @@ export interface PodSlotsOptions<E> {
   readonly clock: Clock;
   /** Ask a pod for its in-flight count now (an ORCA-stamped probe); undefined = it does not say. */
   readonly refresh?: (endpoint: EndpointState) => Promise<number | undefined>;
+  /** A request for the revision arrived (the load view's arrival rate). */
+  readonly arrived?: (revisionKey: string) => void;
 }
 
 interface PodCount {
@@ -142,6 +144,7 @@ export class PodSlots<E> {
    * in the revision's queue until there is one. The slot is given back when `fn` settles.
    */
   async run<T>(req: SlotRequest<E>, fn: (endpoint: EndpointState) => Promise<T>): Promise<T> {
+    this.o.arrived?.(req.revisionKey);
     const line = this.line(req.revisionKey);
     // Arrivals queue behind requests already waiting or already handed a turn.
     let endpoint = line.room.depth + line.reserved === 0 ? this.take(req) : undefined;

@@ -61,3 +61,14 @@ t.test('without a local pod the cheapest nodes share priority 0', async (t) => {
   t.same(localityShares('edge', []), [], 'no pods, no localities');
   t.same(localityShares('edge', [pod('node1', 50, 0, { reachable: false })]), [], 'unreachable nodes are left out');
 });
+
+t.test('under sustained overload a local pod holds 4 requests per slot, then costs Infinity; below it the queue may grow to the round trip', async (t) => {
+  const edge = (inFlight: number, offeredUtilization: number | undefined) => pod('node3', 0, inFlight, { capacity: 1, offeredUtilization });
+  t.equal(expectedCompletionMs(edge(3, 1.2)), 16, 'overloaded, 3 there: still its own wait (3 × 4 ms) + service');
+  t.equal(expectedCompletionMs(edge(4, 1.2)), Infinity, 'overloaded, 4 there: the bound — the next goes elsewhere');
+  t.equal(expectedCompletionMs(edge(4, 0.9)), Infinity, 'from 0.9 of what the pods serve');
+  t.equal(expectedCompletionMs(edge(12, 0.8)), 52, 'a burst below the knee: 12 ahead cost 48 ms, still under a 50 ms link');
+  t.equal(expectedCompletionMs(edge(12, undefined)), 52, 'a view that sees no arrivals (the xDS server) keeps the plain cost');
+  t.ok(remoteIsFaster(expectedCompletionMs(edge(4, 1)), expectedCompletionMs(pod('node1', 50, 0, { capacity: 3 }))), 'the remote pod wins past the bound');
+  t.equal(expectedCompletionMs(pod('node1', 50, 40, { capacity: 3 })), 50 + (38 / 3) * 4 + 4, 'remote pods carry no overload bound of the sender\'s node');
+});

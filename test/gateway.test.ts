@@ -187,6 +187,10 @@ t.test('the edge pod slowed under load: traffic spills to the cloud through the 
   const heavy = load.window();
   t.comment(`16 users through node3's gateway, edge pod fine: ${pct(heavy)}`);
 
+  // Requests node3's proxy sent to the cloud pods (the gateway's own spill bypasses it).
+  const viaProxyToCloud = async () => [...(await getText(`${stack.adminUrl('node3')}/metrics`)).matchAll(/^chikai_requests_total\{[^}]*revision="default\/hello-00001"[^}]*target_node="node[12]"[^}]*\} (\d+)$/gm)]
+    .reduce((a, m) => a + Number(m[1]), 0);
+  const proxiedBefore = await viaProxyToCloud();
   edgePod.setSlowdown(10);
   load.window();
   const spilled = await poll('most of a second served by the cloud pods', async () => {
@@ -195,7 +199,9 @@ t.test('the edge pod slowed under load: traffic spills to the cloud through the 
     return share(w, 'node1') + share(w, 'node2') >= 0.5 ? w : undefined;
   }, 30, 0);
   t.comment(`edge pod 10× slower: ${pct(spilled)}`);
-  t.pass('the gateway sent most requests to node1 and node2');
+  t.pass('most requests went to node1 and node2');
+  const proxied = (await viaProxyToCloud()) - proxiedBefore;
+  t.ok(proxied > 0, `the gateway handed node3's traffic to node3's proxy at the knee, which sent ${proxied} of it to the cloud pods, request by request`);
 
   edgePod.setSlowdown(1);
   load.window();

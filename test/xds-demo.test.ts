@@ -1,6 +1,6 @@
 // The xDS server beside the emulated stack, as `npm start` runs it: it reads the proxies'
-// load reports over HTTP and weighs node3's gateway view with them — all local while the
-// edge pod is idle, spilling to the cloud once the edge pod is slow and busy.
+// load reports and weighs node3's gateway view with them — all to the local pod while the
+// edge pod is idle, through node3's proxy once the edge pod is slow and busy.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,33 @@ function sharesFrom(text: string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [host, zone] of zoneOf) out[zone] = (out[zone] ?? 0) + (shareOf.get(host) ?? 0);
   return out;
+}
+
+interface HostRow { zone: string; priority: number; localityWeight: number; share: number; proxy: boolean }
+
+/** Every host of `default/hello-00001` in `/clusters` text. */
+function hostsFrom(text: string): HostRow[] {
+  const rows = new Map<string, Partial<HostRow>>();
+  for (const line of text.split('\n')) {
+    const m = /^default\/hello-00001::([^:]+:\d+)::(sub_zone|priority|locality_weight|expected_share|proxy|pod)::(.+)$/.exec(line);
+    if (!m) continue;
+    const r = rows.get(m[1]) ?? {};
+    rows.set(m[1], r);
+    if (m[2] === 'sub_zone') r.zone = m[3];
+    else if (m[2] === 'priority') r.priority = Number(m[3]);
+    else if (m[2] === 'locality_weight') r.localityWeight = Number(m[3]);
+    else if (m[2] === 'expected_share') r.share = Number.parseFloat(m[3]) / 100;
+    else r.proxy = m[2] === 'proxy';
+  }
+  return [...rows.values()] as HostRow[];
+}
+
+/** Per node, its pods' share of the locality weights at one priority. */
+function podWeightsAt(hosts: HostRow[], priority: number): Record<string, number> {
+  const at = hosts.filter((h) => !h.proxy && h.priority === priority);
+  const byZone = new Map(at.map((h) => [h.zone, h.localityWeight]));
+  const sum = [...byZone.values()].reduce((a, b) => a + b, 0);
+  return Object.fromEntries([...byZone].map(([z, w]) => [z, sum > 0 ? w / sum : 0]));
 }
 
 const pct = (s: Record<string, number>) => Object.entries(s).sort().map(([k, v]) => `${k} ${(v * 100).toFixed(0)} %`).join(', ');
@@ -54,9 +81,11 @@ t.test('node3\'s gateway view follows the proxies\' measurements: local at light
   t.equal(light['node3'], 1, 'idle edge pod: all of node3\'s gateway traffic stays on node3');
 
   // The edge pod turns 10× slower and the edge proxy is loaded: its reports show the busy,
-  // slow pod, and node3's gateway view spills to the cloud.
+  // slow pod, and the cost model sends part of node3's traffic to the cloud. The gateway then
+  // hands node3's traffic to node3's proxy (priority 0), which decides per request; the pod
+  // weights the cost model gave follow behind it.
   stack.cluster.pods.find((p) => p.node === 'node3')?.setSlowdown(10);
-  let heaviest = light;
+  let heaviest: HostRow[] | undefined;
   const end = performance.now() + 5000;
   const users = Array.from({ length: 16 }, async () => {
     while (performance.now() < end) {
@@ -64,15 +93,20 @@ t.test('node3\'s gateway view follows the proxies\' measurements: local at light
       await res.body.text();
     }
   });
+  const cloudBehind = (hosts: HostRow[]) => { const w = podWeightsAt(hosts, 1); return (w['node1'] ?? 0) + (w['node2'] ?? 0); };
   while (performance.now() < end) {
     await sleep(250);
-    const s = await clusters();
-    if ((s['node3'] ?? 1) < (heaviest['node3'] ?? 1)) heaviest = s;
+    const hosts = hostsFrom(await (await request(`http://${admin}/clusters?node=node3`)).body.text());
+    if (!hosts.some((h) => h.proxy && h.priority === 0)) continue;
+    if (!heaviest || cloudBehind(hosts) > cloudBehind(heaviest)) heaviest = hosts;
   }
   await Promise.all(users);
-  t.comment(`served weights for node3's gateway, edge pod 10× slower under 16 users: ${pct(heaviest)}`);
-  t.ok((heaviest['node3'] ?? 1) < 0.5, 'most of node3\'s gateway traffic goes to the cloud');
-  t.ok((heaviest['node1'] ?? 0) + (heaviest['node2'] ?? 0) > 0.5, 'node1 and node2 take it');
+  t.ok(heaviest, 'node3\'s gateway was handed to node3\'s proxy while the edge pod was slow and busy');
+  if (!heaviest) return;
+  t.comment(`served view for node3's gateway, edge pod 10× slower under 16 users: proxy at priority 0, pods behind it ${pct(podWeightsAt(heaviest, 1))}`);
+  const first = heaviest.filter((h) => h.priority === 0);
+  t.same(first.map((h) => [h.zone, h.proxy, h.share]), [['node3', true, 1]], 'priority 0 is node3\'s proxy alone, all of the gateway\'s traffic');
+  t.ok(cloudBehind(heaviest) > 0.5, `behind it, the cost model weighs node1 and node2 over the slow edge pod (${pct(podWeightsAt(heaviest, 1))})`);
 
   // `chikai inspect` prints the same table from the same admin port.
   const { stdout } = await promisify(execFile)(process.execPath, [CHIKAI, 'inspect', '--node', 'node3', '--admin', admin]);

@@ -270,11 +270,13 @@ t.test('delta: wildcard, subscribe, unsubscribe, absent names, removal, reconnec
 
 t.test('weights: recomputed every tick, pushed only past the threshold; a quiet cluster causes no churn', async (t) => {
   const model = testModel(3);
-  const load = new FixedLoadView().setRtt('node1', 'node2', 1).setRtt('node1', 'node3', 1);
-  // Sub-millisecond costs keep all three nodes in priority 0, so weights are visible.
-  // Local cost 1 ms, node2 0.3 ms, node3 0.5 ms: both remotes are cheaper than the local pod,
-  // so all three share priority 0 with weights ∝ 1/cost (about 16/53/32).
-  load.setServiceTime('hello-00001-node1', 1).setServiceTime('hello-00001-node2', 0.2).setServiceTime('hello-00001-node3', 0.2);
+  // node1's gateway has no pod on its node (with one, a split leaving the node would go
+  // through node1's proxy instead of weights), so the remote pods' weights are what it gets.
+  model.update((s) => ({ ...s, endpoints: s.endpoints.filter((e) => e.node !== 'node1') }));
+  const load = new FixedLoadView();
+  // Sub-millisecond costs keep both nodes within the margin of the cheapest, in priority 0,
+  // so weights are visible: node2 0.3 ms, node3 0.5 ms, weights ∝ 1/cost (about 63/38).
+  load.setServiceTime('hello-00001-node2', 0.2).setServiceTime('hello-00001-node3', 0.2);
   load.setRtt('node1', 'node2', 0.1).setRtt('node1', 'node3', 0.3);
   const { server, target } = await startTestServer(t, model, { load, recomputeMs: 100, weightChangeThreshold: 5 });
   const c = sotw(t, target, 'node1');

@@ -26,6 +26,7 @@ import { NEUTRAL_VIEW, InconsistentSnapshotError, TypeSnapshot, type IngressSour
 import { ResourceEncoder, isRefused } from './encoder.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE, type ResourceTypeUrl } from './protos.js';
 import type { JsonObject } from './protojson.js';
+import { ProxyInPath } from './proxy-in-path.js';
 import { buildCluster, buildGatewayListeners, buildLoadAssignment, buildSharedRouting, type BuildOptions } from './resources.js';
 import type { Violation } from './validate.js';
 
@@ -59,6 +60,8 @@ export interface SnapshotBuilderOptions {
   readonly weightChangeThreshold?: number;
   /** How long held-back weights must stay unchanged before they are pushed anyway (default 5000 ms). */
   readonly settleMs?: number;
+  /** How long a gateway keeps its node's proxy in the path after its pods' knee (default 60 s, xds/proxy-in-path.ts). */
+  readonly proxyInPathHoldMs?: number;
   /** Milliseconds clock (tests). */
   readonly now?: () => number;
   /** Where routes come from in Kubernetes: the KIngresses (absent: the model's hosts). */
@@ -135,7 +138,10 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
   /** Held-back assignments by `view|cluster`: the weights computed last and since when they are unchanged. */
   private readonly held = new Map<string, { text: string; since: number }>();
   private settleTimer: NodeJS.Timeout | undefined;
+  private holdTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
+  /** Which gateways go through their node's proxy for which revisions (the one owner of that state). */
+  readonly proxyInPath: ProxyInPath;
   readonly recomputeMs: number;
   readonly weightChangeThreshold: number;
   readonly settleMs: number;
@@ -147,6 +153,7 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
     this.weightChangeThreshold = opts.weightChangeThreshold ?? 5;
     this.settleMs = opts.settleMs ?? 5000;
     this.now = opts.now ?? (() => performance.now());
+    this.proxyInPath = new ProxyInPath({ holdMs: opts.proxyInPathHoldMs, now: this.now });
     if (!(this.settleMs > 0)) throw new Error(`settleMs must be a positive number of milliseconds, got ${opts.settleMs}`);
     if (!(this.recomputeMs > 0)) throw new Error(`recomputeMs must be a positive number of milliseconds, got ${opts.recomputeMs}`);
     if (!(this.weightChangeThreshold >= 0)) throw new Error(`weightChangeThreshold must be ≥ 0 weight points, got ${opts.weightChangeThreshold}`);
@@ -178,6 +185,16 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
       this.schedule();
     }, this.settleMs / 2);
     this.settleTimer.unref();
+    // A hold that ran out with no load change to notice it: its assignments leave the proxy.
+    this.holdTimer = setInterval(() => this.leaveExpiredHolds(), Math.max(100, this.proxyInPath.holdMs / 6));
+    this.holdTimer.unref();
+  }
+
+  /** Rebuilds the revisions whose proxy-in-path hold has run out. */
+  leaveExpiredHolds(): void {
+    const expired = this.proxyInPath.expired();
+    for (const rev of expired) this.dirty.revisions.add(rev);
+    if (expired.length > 0) this.schedule();
   }
 
   stop(): void {
@@ -296,10 +313,12 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
         routes: r.routes.map((json) => built(String(json.name), json)),
       };
     }
+    this.proxyInPath.retain(revisions, new Set(keys));
     for (const key of keys) {
       const previous = this.opts.store.peek(key);
       const fresh = !previous || d.all;
       const gatewayNode = key === NEUTRAL_VIEW ? undefined : key;
+      const inPath = (name: string) => (atKnee: boolean) => gatewayNode !== undefined && this.proxyInPath.decide(gatewayNode, name, atKnee);
       const eds = fresh || d.views.has(key) ? [...revisions.keys()] : [...d.revisions];
       const cds = fresh ? [...revisions.keys()] : [...d.revisions];
       if (!fresh && d.views.has(key)) {
@@ -316,7 +335,7 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
       };
       for (const name of eds) {
         const rev = revisions.get(name);
-        if (rev) resolve(ENDPOINT_TYPE, built(name, buildLoadAssignment(snap, this.opts.load, rev, gatewayNode, this.opts.build)));
+        if (rev) resolve(ENDPOINT_TYPE, built(name, buildLoadAssignment(snap, this.opts.load, rev, gatewayNode, this.opts.build, inPath(name))));
         else this.forget(plan, ENDPOINT_TYPE, name, key, previous);
       }
       for (const name of cds) {

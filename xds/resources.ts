@@ -10,7 +10,7 @@
 // the `internalkourier` virtual host for the gateway's readiness check.
 // Unlike Kourier, clusters are EDS over ADS with one locality per Kubernetes node, weighted
 // from the gateway's node by the shared cost model.
-import { localityShares, type LocalityPreference, type LocalityShare } from '../cluster/cost.js';
+import { localUtilization, localityShares, type LocalityPreference, type LocalityShare, type PodCostInput } from '../cluster/cost.js';
 import { podCostInputs, type LoadView } from '../cluster/load.js';
 import { hostsOf, revisionKey, type ClusterSnapshot, type EndpointInfo, type NodeInfo, type RevisionInfo } from '../cluster/model.js';
 import type { IngressPath, IngressRoutes, IngressRule } from '../cluster/kubernetes/ingress.js';
@@ -59,7 +59,10 @@ export interface LocalityPlacement {
   readonly node: string;
   readonly weight: number;
   readonly priority: number;
-  /** 'pods': the revision's pods on that node; 'proxy': the node's chikai proxy (no ready pod anywhere). */
+  /**
+   * 'pods': the revision's pods on that node; 'proxy': the node's chikai proxy (no ready pod
+   * anywhere, or the gateway's own node while its pods are at their knee).
+   */
   readonly kind: 'pods' | 'proxy';
   /** Expected completion time via this node from the cost model (undefined for proxies and last-resort nodes). */
   readonly costMs?: number;
@@ -115,6 +118,10 @@ export function upstreamProtocolOptions(rev: RevisionInfo): JsonObject {
  *   Nodes the cost model leaves out (unreachable from the gateway's node) follow as a last
  *   priority, and so do nodes with only unready pods (their endpoints UNHEALTHY, so they
  *   show in inspection but get no traffic).
+ * - Ready pods on the gateway's node at their knee (their requests fill every slot): the
+ *   gateway's node-local chikai proxy at priority 0, the pods' placements behind it, for as
+ *   long as `proxyInPath` says (the builder's ProxyInPath keeps it there for a hold after the
+ *   knee; by default this function follows the knee alone). Why: xds/proxy-in-path.ts.
  * - No ready pod reachable: the gateway's node-local chikai proxy at priority 0 (it buffers
  *   and wakes the revision), the other nodes' proxies at priority 1. The neutral view puts
  *   every proxy at priority 0.
@@ -125,6 +132,8 @@ export function placeRevision(
   revKey: string,
   gatewayNode: string | undefined,
   pref?: LocalityPreference,
+  /** Whether the gateway goes through its node's proxy, given whether its node's pods are at their knee. */
+  proxyInPath: (atKnee: boolean) => boolean = (atKnee) => atKnee,
 ): { placements: LocalityPlacement[]; endpointsByNode: Map<string, EndpointInfo[]> } {
   const byNode = new Map<string, EndpointInfo[]>();
   const seen = new Set<string>();
@@ -138,7 +147,8 @@ export function placeRevision(
     byNode.set(e.node, list);
   }
   const sender = gatewayNode ?? '';
-  const shares: LocalityShare[] = localityShares(sender, podCostInputs(snap, revKey, sender, load), pref);
+  const inputs = podCostInputs(snap, revKey, sender, load);
+  const shares: LocalityShare[] = localityShares(sender, inputs, pref);
   if (shares.length === 0) return { placements: proxyPlacements(snap, gatewayNode), endpointsByNode: byNode };
   const placements: LocalityPlacement[] = shares.map((s) => ({ node: s.node, weight: s.weight, priority: s.priority, kind: 'pods', costMs: s.costMs }));
   const placed = new Set(shares.map((s) => s.node));
@@ -146,7 +156,20 @@ export function placeRevision(
   const nodeOrder = snap.nodes.map((n) => n.name);
   const leftover = [...byNode.keys()].filter((n) => !placed.has(n)).sort((a, b) => rank(nodeOrder, a) - rank(nodeOrder, b) || a.localeCompare(b));
   for (const node of leftover) placements.push({ node, weight: 1, priority: lastResort, kind: 'pods' });
+  if (gatewayNode !== undefined && shares.some((s) => s.node === gatewayNode) && proxyInPath(atKnee(gatewayNode, inputs))) {
+    const behind = placements.map((p) => ({ ...p, priority: p.priority + 1 }));
+    return { placements: [{ node: gatewayNode, weight: 1, priority: 0, kind: 'proxy' }, ...behind], endpointsByNode: byNode };
+  }
   return { placements, endpointsByNode: byNode };
+}
+
+/**
+ * The gateway node's pods are at their knee: their requests fill every slot, so the next
+ * one would queue. (Not "the cost model spreads the traffic": between nodes that are equally
+ * close, a few hundredths of a millisecond decide that, while the pods are far from full.)
+ */
+function atKnee(gatewayNode: string, inputs: readonly PodCostInput[]): boolean {
+  return (localUtilization(gatewayNode, inputs) ?? 0) >= 1;
 }
 
 function rank(order: string[], name: string): number {
@@ -169,9 +192,12 @@ export function buildLoadAssignment(
   rev: RevisionInfo,
   gatewayNode: string | undefined,
   opts: BuildOptions,
+  proxyInPath?: (atKnee: boolean) => boolean,
 ): JsonObject {
   const revKey = revisionKey(rev.namespace, rev.name);
-  const { placements, endpointsByNode } = placeRevision(snap, load, revKey, gatewayNode, opts.preference);
+  // An h2c revision goes to its pods even at the knee: the node proxy carries HTTP/1.
+  const inPath = rev.protocol === 'http1' ? proxyInPath : () => false;
+  const { placements, endpointsByNode } = placeRevision(snap, load, revKey, gatewayNode, opts.preference, inPath);
   const endpoints: JsonObject[] = [];
   for (const p of placements) {
     const node = snap.node(p.node);

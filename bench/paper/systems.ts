@@ -1,8 +1,9 @@
 // The systems the paper bench compares, each on a fresh emulated stack:
 // - through the gateways (one real Envoy per node, users send to their node's gateway):
 //   `knative` (stock Kourier config, gateway → activator subset → pod), `faast` (gateway →
-//   its node's activator with FaaSt's weights), `chikai` (chikai's xDS weights at the
-//   gateway, pods directly) and `oracle` (a fixed locality split at the gateway);
+//   its node's activator with FaaSt's weights), `chikai` (chikai's xDS server: weights at
+//   the gateway, pods directly, and the node proxy in the path from the node pods' knee on)
+//   and `oracle` (a fixed locality split at the gateway);
 // - proxy only (users send to their node's proxy): every proxy policy and the oracle.
 import { startEmulatedStack, type EmulatedStack } from '../../bin/stack.js';
 import type { ClusterFile } from '../../cluster/config.js';

@@ -1,0 +1,120 @@
+// Where a gateway sends one revision's traffic (xds/resources.ts placeRevision): its own
+// node's pods while they have room, its node's proxy once they are at their knee (every
+// slot taken, or the cost model would send part of the traffic elsewhere; the proxy decides
+// per request), and the proxy stays in the path for a hold after the knee (the builder's
+// ProxyInPath); the proxies when no pod is ready.
+import t from 'tap';
+import { SnapshotBuilder } from '../xds/builder.js';
+import { SnapshotCache } from '../xds/cache.js';
+import { ENDPOINT_TYPE } from '../xds/protos.js';
+import type { JsonObject } from '../xds/protojson.js';
+import { buildLoadAssignment, placeRevision, type LocalityPlacement } from '../xds/resources.js';
+import { FixedLoadView, revision, testModel } from './fixtures/xds/model.js';
+
+const HELLO = 'default/hello-00001';
+const summary = (ps: LocalityPlacement[]) => ps.map((p) => `${p.priority}:${p.kind}:${p.node}`);
+
+/** node3 is the edge: 50 ms from both cloud nodes; cloud ↔ cloud 0.5 ms. Pods serve one request at a time in 5 ms. */
+function edgeLoad(): FixedLoadView {
+  const load = new FixedLoadView().setRtt('node1', 'node2', 0.5).setRtt('node1', 'node3', 50).setRtt('node2', 'node3', 50);
+  for (const n of ['node1', 'node2', 'node3']) load.setServiceTime(`hello-00001-${n}`, 5).setCapacity(`hello-00001-${n}`, 1);
+  return load;
+}
+
+t.test('an idle edge pod: the gateway sends to it directly, the cloud pods are failover', async (t) => {
+  const model = testModel(3);
+  const { placements } = placeRevision(model.current, edgeLoad(), HELLO, 'node3');
+  t.same(summary(placements), ['0:pods:node3', '1:pods:node1', '2:pods:node2']);
+});
+
+t.test('the edge pod at its knee: the gateway hands the traffic to its node\'s proxy, the cost model\'s pod shares behind it', async (t) => {
+  const model = testModel(3);
+  // 12 requests queued at the edge pod: 60 ms of waiting, more than the 50 ms round trip.
+  const load = edgeLoad().setInFlight('hello-00001-node3', 12);
+  const { placements } = placeRevision(model.current, load, HELLO, 'node3');
+  t.same(placements[0], { node: 'node3', weight: 1, priority: 0, kind: 'proxy' }, 'priority 0 is node3\'s proxy alone');
+  t.ok(placements.slice(1).every((p) => p.kind === 'pods' && p.priority >= 1), 'the pods follow at priority 1 and after');
+  // 65 ms expected at the edge pod against 55 ms at either cloud pod: the cloud nodes share
+  // the next priority, the edge pod comes after them.
+  t.same(summary(placements.slice(1)), ['1:pods:node1', '1:pods:node2', '2:pods:node3'], 'behind it, the split the cost model chose');
+
+  // The load falls again: straight to the pod.
+  load.setInFlight('hello-00001-node3', 0);
+  t.same(summary(placeRevision(model.current, load, HELLO, 'node3').placements), ['0:pods:node3', '1:pods:node1', '2:pods:node2']);
+});
+
+t.test('every slot of the edge pod taken: the proxy is in the path before the cost model spreads anything', async (t) => {
+  const model = testModel(3);
+  // One request at a one-slot pod: the next would queue 5 ms, far less than the 50 ms link,
+  // so the weights alone would keep everything on node3 and let the queue grow.
+  const load = edgeLoad().setInFlight('hello-00001-node3', 1);
+  t.same(summary(placeRevision(model.current, load, HELLO, 'node3').placements), ['0:proxy:node3', '1:pods:node3', '2:pods:node1', '3:pods:node2']);
+  load.setInFlight('hello-00001-node3', 0.6);
+  t.same(summary(placeRevision(model.current, load, HELLO, 'node3').placements), ['0:pods:node3', '1:pods:node1', '2:pods:node2'], 'a slot free on average: straight to the pod');
+});
+
+t.test('a cloud gateway spilling between cloud nodes goes through its proxy too; one with no pod of its own gets weights', async (t) => {
+  const model = testModel(3);
+  const load = edgeLoad().setInFlight('hello-00001-node1', 3);
+  t.same(summary(placeRevision(model.current, load, HELLO, 'node1').placements).slice(0, 1), ['0:proxy:node1']);
+
+  model.update((s) => ({ ...s, endpoints: s.endpoints.filter((e) => e.node !== 'node1') }));
+  const { placements } = placeRevision(model.current, edgeLoad(), HELLO, 'node1');
+  t.notOk(placements.some((p) => p.kind === 'proxy'), 'no local pod: the gateway weighs the remote pods itself');
+});
+
+t.test('an h2c revision goes to the pods even at the knee (the proxy carries HTTP/1)', async (t) => {
+  const model = testModel(3, [revision('hello', 'hello-00001', { protocol: 'h2c' })]);
+  const load = edgeLoad().setInFlight('hello-00001-node3', 12);
+  const cla = buildLoadAssignment(model.current, load, model.current.revisions[0]!, 'node3', { proxyPort: 8012 }, () => true);
+  const kinds = (cla.endpoints as JsonObject[]).flatMap((l) => (l.lb_endpoints as JsonObject[]).map((e) => (e.metadata as { filter_metadata: { chikai: { kind: string } } }).filter_metadata.chikai.kind));
+  t.notOk(kinds.includes('proxy'), 'no proxy endpoint');
+  t.ok((cla.endpoints as JsonObject[]).some((l) => l.priority === 0 && (l.locality as JsonObject).sub_zone !== 'node3'), 'cloud pods share priority 0');
+});
+
+t.test('no ready pod: every node\'s proxy, the gateway\'s own first', async (t) => {
+  const model = testModel(3);
+  model.update((s) => ({ ...s, endpoints: s.endpoints.map((e) => ({ ...e, ready: false })) }));
+  const { placements } = placeRevision(model.current, edgeLoad(), HELLO, 'node3');
+  t.same(placements.filter((p) => p.kind === 'proxy').map((p) => `${p.priority}:${p.node}`), ['0:node3', '1:node1', '1:node2']);
+});
+
+t.test('the proxy stays in the path for the hold after the knee, and leaves when it runs out', async (t) => {
+  const model = testModel(3);
+  const load = edgeLoad();
+  let now = 0;
+  const store = new SnapshotCache();
+  const builder = new SnapshotBuilder({ model, load, store, build: { proxyPort: 8012 }, now: () => now, proxyInPathHoldMs: 60_000 });
+  builder.start();
+  t.teardown(() => builder.stop());
+  const node3 = () => {
+    const cla = store.view('node3').types.get(ENDPOINT_TYPE)!.resources.get(HELLO)!.json;
+    return (cla.endpoints as JsonObject[]).map((l) => `${String(l.priority)}:${(l.locality as JsonObject).sub_zone as string}:${(l.lb_endpoints as JsonObject[]).map((e) => (e.metadata as { filter_metadata: { chikai: { kind: string } } }).filter_metadata.chikai.kind).join(',')}`);
+  };
+  t.same(node3()[0], '0:node3:pod', 'idle: straight to the edge pod');
+
+  load.setInFlight('hello-00001-node3', 2);
+  builder.recompute();
+  t.same(node3()[0], '0:node3:proxy', 'at the knee: node3\'s proxy');
+  const node1 = store.view('node1').types.get(ENDPOINT_TYPE)!.resources.get(HELLO)!.json;
+  t.same(((node1.endpoints as JsonObject[])[0]!.locality as JsonObject).sub_zone, 'node1', 'node1\'s gateway, whose pod has room, still goes to it directly');
+
+  now += 10_000;
+  load.setInFlight('hello-00001-node3', 0);
+  builder.recompute();
+  t.same(node3()[0], '0:node3:proxy', 'the load fell 10 s ago: still through the proxy (hold)');
+
+  now += 30_000;
+  load.setInFlight('hello-00001-node3', 1);
+  builder.recompute();
+  now += 50_000;
+  load.setInFlight('hello-00001-node3', 0);
+  builder.leaveExpiredHolds();
+  builder.flush();
+  t.same(node3()[0], '0:node3:proxy', 'a knee 50 s ago restarted the hold');
+
+  now += 10_001;
+  builder.leaveExpiredHolds();
+  builder.flush();
+  t.same(node3(), ['0:node3:pod', '1:node1:pod', '2:node2:pod'], 'a full hold without the knee: straight to the pods again, without any load change to trigger it');
+});
