@@ -1,4 +1,4 @@
-// xDS fan-out: N simulated gateways (raw ADS streams in this process) subscribed to M
+// xDS fan-out: N simulated gateways (ADS streams in this process, gateway.ts) subscribed to M
 // revisions; one endpoint changes; how long until every gateway has ACKed the new
 // assignment, and what the server (its own process) spends in CPU and memory. chikai's
 // server and go-control-plane's (the peer, serving the very resources chikai builds) take
@@ -170,8 +170,9 @@ function xdsMarkdown(rows: readonly XdsRow[], changes: number, withPeer: boolean
   const out: string[] = [];
   out.push('## xDS fan-out\n');
   out.push(
-    `Simulated gateways: raw state-of-the-world ADS streams in one process, each its own connection, subscribed like a ` +
-    `Kourier gateway (CDS, EDS per revision, LDS, RDS) and ACKing every response; gateways spread over three nodes' views. ` +
+    `Simulated gateways: state-of-the-world ADS streams in one process, each a gRPC call over its own HTTP/2 connection (node:http2, Envoy's 256 MiB windows), ` +
+    `subscribed like a Kourier gateway (CDS, EDS per revision, LDS, RDS) and ACKing every response with its version and nonce; ` +
+    `each receives every byte but reads only a response's head as it streams in, skipping the resources undecoded; gateways spread over three nodes' views. ` +
     `Each xDS server runs alone in its own process${withPeer ? ': chikai\'s, then go-control-plane\'s (its snapshot cache in ADS mode, one snapshot per view, serving the resources chikai builds, only the EDS version moving on a change)' : ''}` +
     `${rows.some((r) => r.server === 'chikai-baseline') ? '; chikai-baseline is an earlier build of chikai (CHIKAI_BENCH_BASELINE)' : ''}. ` +
     `One endpoint's readiness flips ${changes} times; "converge" = the flip → the last gateway's ACK of the new assignment (median, all runs listed); ` +
