@@ -43,7 +43,7 @@ function fieldIds(): FieldIds {
   return ids;
 }
 
-/** Why an item could not be read from the bytes at hand: more are needed. */
+/** readItem's answer when the bytes at hand end inside the item: it needs the next chunk. */
 const INCOMPLETE = 0;
 
 export class ResponseHeadReader {

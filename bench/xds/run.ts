@@ -79,6 +79,7 @@ async function measure(server: ServerUnderTest, gateways: number, revisions: num
     const syncCpu = procStats(server.pid).cpuMs - idle.cpuMs;
     const gatewaysCpu = process.cpuUsage(gatewaysCpu0);
     const gatewaysSyncCpu = (gatewaysCpu.user + gatewaysCpu.system) / 1000;
+    const syncBytes = clients.reduce((sum, c) => sum + c.bytes, 0);
     const synced = procStats(server.pid);
     const converge: number[] = [];
     let cpuMs = 0;
@@ -97,7 +98,7 @@ async function measure(server: ServerUnderTest, gateways: number, revisions: num
       edsResources += clients.reduce((s, c) => s + c.edsResources, 0) - resourcesBefore;
     }
     const median = [...converge].sort((a, b) => a - b)[Math.floor(converge.length / 2)]!;
-    log(`[xds] ${server.name}: ${gateways} gateways × ${revisions} revisions: synced in ${syncMs.toFixed(0)} ms (CPU: server ${syncCpu.toFixed(0)} ms, gateways ${gatewaysSyncCpu.toFixed(0)} ms; peak RSS ${peak.toFixed(0)} MB), change → all ACKed in ${converge.map((c) => c.toFixed(1)).join(', ')} ms, CPU ${(cpuMs / changes).toFixed(0)} ms per change, RSS ${synced.rssMb.toFixed(0)} MB (idle ${idle.rssMb.toFixed(0)} MB)`);
+    log(`[xds] ${server.name}: ${gateways} gateways × ${revisions} revisions: synced in ${syncMs.toFixed(0)} ms (${(syncBytes / 1e6).toFixed(0)} MB received; CPU: server ${syncCpu.toFixed(0)} ms, gateways ${gatewaysSyncCpu.toFixed(0)} ms; peak RSS ${peak.toFixed(0)} MB), change → all ACKed in ${converge.map((c) => c.toFixed(1)).join(', ')} ms, CPU ${(cpuMs / changes).toFixed(0)} ms per change, RSS ${synced.rssMb.toFixed(0)} MB (idle ${idle.rssMb.toFixed(0)} MB)`);
     return {
       server: server.name,
       gateways,
