@@ -1,66 +1,48 @@
-// A simulated gateway: one raw state-of-the-world ADS stream that subscribes like a
-// Kourier gateway (CDS and LDS wildcard, EDS per cluster, RDS per route config) and ACKs
-// every response at once, keeping nothing but versions and counters. It reads only the
-// version, type and nonce of a response (the resources are skipped undecoded) and writes
-// its ACKs from a pre-encoded subscription shared by every gateway, so the bench process
-// spends little per message and measures the server, not itself.
-import { credentials, makeGenericClientConstructor, type Client, type ClientDuplexStream, type ServiceDefinition } from '@grpc/grpc-js';
+// A simulated gateway: one state-of-the-world ADS stream, a real gRPC call over its own
+// HTTP/2 connection, that subscribes like a Kourier gateway (CDS and LDS wildcard, EDS per
+// cluster, RDS per route config) and ACKs every response at once with its version and
+// nonce, keeping nothing but versions and counters. It speaks gRPC over node:http2 itself
+// rather than through @grpc/grpc-js, which reassembles each message (2.5 MB per gateway
+// at 1000 revisions) before handing it over: here every byte the server sends is received,
+// but only the head of each response is read as it streams in (response-heads.ts) and the
+// resources are skipped where they lie, so the bench's process spends little per byte and
+// measures the server, not itself. ACKs are written from a pre-encoded subscription shared
+// by every gateway.
+import http2 from 'node:http2';
 import protobuf from 'protobufjs';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, envoyProtos } from '../../xds/protos.js';
-import { isEncodedMessage, type EncodedMessage } from '../../xds/encoded-response.js';
-import { adsServiceDefinition, type DiscoveryRequest } from '../../xds/wire.js';
+import { ADS_SERVICE, type DiscoveryRequest } from '../../xds/wire.js';
+import { ResponseHeadReader, type ResponseHead } from './response-heads.js';
 
 const TYPES = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE] as const;
 const NO_NAMES: readonly string[] = [];
+const ADS_PATH = `/${ADS_SERVICE}/StreamAggregatedResources`;
+/** Envoy's HTTP/2 flow-control windows, stream and connection (Node's default, 64 KiB, would make every server wait for window updates and measure that instead). */
+const WINDOW_BYTES = 256 << 20;
 
-/** What a gateway reads of a DiscoveryResponse. */
-interface ResponseHead {
-  version_info: string;
-  type_url: string;
-  nonce: string;
-  resources: number;
+function requestType(): protobuf.Type {
+  return envoyProtos().type('envoy.service.discovery.v3.DiscoveryRequest');
 }
 
-let definition: ServiceDefinition | undefined;
-
-function gatewayServiceDefinition(): ServiceDefinition {
-  if (definition) return definition;
-  const f = envoyProtos().type('envoy.service.discovery.v3.DiscoveryResponse').fields;
-  const [version, resources, type, nonce] = [f.version_info!.id, f.resources!.id, f.type_url!.id, f.nonce!.id];
-  const readHead = (b: Buffer): ResponseHead => {
-    const r = protobuf.Reader.create(b);
-    const head: ResponseHead = { version_info: '', type_url: '', nonce: '', resources: 0 };
-    while (r.pos < r.len) {
-      const tag = r.uint32();
-      const field = tag >>> 3;
-      if (field === version) head.version_info = r.string();
-      else if (field === type) head.type_url = r.string();
-      else if (field === nonce) head.nonce = r.string();
-      else {
-        if (field === resources) head.resources += 1;
-        r.skipType(tag & 7);
-      }
-    }
-    return head;
-  };
-  const ads = adsServiceDefinition();
-  const sotw = ads.StreamAggregatedResources!;
-  definition = {
-    ...ads,
-    StreamAggregatedResources: {
-      ...sotw,
-      requestSerialize: (m: DiscoveryRequest | EncodedMessage) => (isEncodedMessage(m) ? m.encoded : sotw.requestSerialize(m)),
-      responseDeserialize: readHead,
-    },
-  };
-  return definition;
+/** A gRPC message on the wire: uncompressed flag, big-endian length, the message. */
+function grpcFrame(parts: readonly Uint8Array[]): Buffer {
+  const length = parts.reduce((s, p) => s + p.length, 0);
+  const frame = Buffer.allocUnsafe(5 + length);
+  frame[0] = 0;
+  frame.writeUInt32BE(length, 1);
+  let at = 5;
+  for (const p of parts) {
+    frame.set(p, at);
+    at += p.length;
+  }
+  return frame;
 }
 
 const namesChunks = new WeakMap<readonly string[], Uint8Array>();
 
-/** An ACK: its few header fields, then the subscription's names, encoded once per list. */
-function ack(typeUrl: string, versionInfo: string, nonce: string, names: readonly string[]): EncodedMessage {
-  const t = envoyProtos().type('envoy.service.discovery.v3.DiscoveryRequest');
+/** An ACK, framed: its few header fields, then the subscription's names, encoded once per list. */
+function ack(typeUrl: string, versionInfo: string, nonce: string, names: readonly string[]): Buffer {
+  const t = requestType();
   let chunk = namesChunks.get(names);
   if (!chunk) {
     const w = protobuf.Writer.create();
@@ -68,13 +50,14 @@ function ack(typeUrl: string, versionInfo: string, nonce: string, names: readonl
     namesChunks.set(names, (chunk = w.finish()));
   }
   const head = t.encode(t.fromObject({ type_url: typeUrl, version_info: versionInfo, response_nonce: nonce })).finish();
-  return { encoded: Buffer.concat([head, chunk]) };
+  return grpcFrame([head, chunk]);
 }
 
 export class SimulatedGateway {
-  private readonly client: Client;
-  private readonly call: ClientDuplexStream<DiscoveryRequest | EncodedMessage, ResponseHead>;
+  private readonly session: http2.ClientHttp2Session;
+  private readonly stream: http2.ClientHttp2Stream;
   private readonly names: Map<string, readonly string[]>;
+  private closing = false;
   /** ACKs sent, by type URL. */
   readonly acks = new Map<string, number>();
   /** When the last EDS ACK was written (performance.now()). */
@@ -82,36 +65,73 @@ export class SimulatedGateway {
   lastResponseAt = 0;
   /** Resources received in EDS responses (each response's count summed). */
   edsResources = 0;
+  /** Bytes of response messages received (gRPC frame prefixes not counted). */
+  bytes = 0;
   failed: Error | undefined;
 
   constructor(address: string, id: string, node: string, clusters: readonly string[], routes: readonly string[]) {
-    const Ctor = makeGenericClientConstructor(gatewayServiceDefinition(), 'AggregatedDiscoveryService');
-    // Its own connection, as every gateway pod has (grpc-js would share one otherwise), and
-    // Envoy's HTTP/2 flow-control windows (256 MiB; Node's default is 64 KiB, which would
-    // make every server wait for window updates and measure that instead).
-    this.client = new Ctor(address, credentials.createInsecure(), {
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.max_receive_message_length': 256 << 20,
-      'grpc-node.flow_control_window': 256 << 20,
-    });
+    // Its own connection, as every gateway pod has. Node refuses new streams once a session
+    // holds more than maxSessionMemory (MB); the windows already bound what is in flight.
+    this.session = http2.connect(`http://${address}`, { settings: { initialWindowSize: WINDOW_BYTES }, maxSessionMemory: Number.MAX_SAFE_INTEGER });
+    this.session.on('connect', () => this.session.setLocalWindowSize(WINDOW_BYTES));
+    this.session.on('error', (err) => this.fail(err));
     // The lists are shared by every gateway (their encoding is too).
     this.names = new Map([[CLUSTER_TYPE, NO_NAMES], [ENDPOINT_TYPE, clusters], [LISTENER_TYPE, NO_NAMES], [ROUTE_TYPE, routes]]);
-    const method = (this.client as unknown as Record<string, () => ClientDuplexStream<DiscoveryRequest | EncodedMessage, ResponseHead>>).StreamAggregatedResources;
-    this.call = method.call(this.client);
-    this.call.on('data', (res: ResponseHead) => this.onResponse(res));
-    this.call.on('error', (err: Error) => { this.failed ??= err; });
+    this.stream = this.session.request({ ':method': 'POST', ':path': ADS_PATH, 'content-type': 'application/grpc', te: 'trailers' });
+    const reader = new ResponseHeadReader((head) => this.onResponse(head));
+    this.stream.on('response', (headers) => {
+      const status = headers[':status'];
+      const type = String(headers['content-type'] ?? '');
+      if (status !== 200 || !type.startsWith('application/grpc')) this.fail(new Error(`ADS answered HTTP ${status} (${type || 'no content-type'}), not a gRPC stream`));
+      else this.checkStatus(headers);
+    });
+    this.stream.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (err) {
+        this.fail(err as Error);
+      }
+    });
+    this.stream.on('trailers', (trailers) => this.checkStatus(trailers));
+    this.stream.on('end', () => {
+      try {
+        reader.end();
+      } catch (err) {
+        this.fail(err as Error);
+      }
+      if (!this.closing) this.fail(new Error('the server ended the ADS stream'));
+    });
+    this.stream.on('error', (err) => this.fail(err));
     const identity = { id, cluster: 'kourier-knative', locality: { region: node === 'node3' ? 'edge' : 'cloud', zone: node === 'node3' ? 'edge-a' : 'cloud-a', sub_zone: node }, user_agent_name: 'chikai-bench' };
-    TYPES.forEach((type, i) => this.call.write({ ...(i === 0 ? { node: identity } : {}), type_url: type, resource_names: [...this.names.get(type)!], version_info: '' }));
+    const t = requestType();
+    TYPES.forEach((type, i) => {
+      const request: DiscoveryRequest = { ...(i === 0 ? { node: identity } : {}), type_url: type, resource_names: [...this.names.get(type)!], version_info: '' };
+      this.stream.write(grpcFrame([t.encode(t.fromObject(request)).finish()]));
+    });
   }
 
-  private onResponse(res: ResponseHead): void {
-    this.call.write(ack(res.type_url, res.version_info, res.nonce, this.names.get(res.type_url) ?? []));
+  /** A grpc-status other than OK (in trailers, or in the headers of a trailers-only answer) fails the gateway. */
+  private checkStatus(headers: http2.IncomingHttpHeaders): void {
+    const status = headers['grpc-status'];
+    if (status === undefined || status === '0') return;
+    const message = headers['grpc-message'];
+    this.fail(new Error(`ADS stream ended with grpc-status ${String(status)}${message ? `: ${decodeURIComponent(String(message))}` : ''}`));
+  }
+
+  private fail(err: Error): void {
+    if (this.closing) return;
+    this.failed ??= err;
+  }
+
+  private onResponse(head: ResponseHead): void {
+    this.stream.write(ack(head.type_url, head.version_info, head.nonce, this.names.get(head.type_url) ?? NO_NAMES));
     const now = performance.now();
     this.lastResponseAt = now;
-    this.acks.set(res.type_url, (this.acks.get(res.type_url) ?? 0) + 1);
-    if (res.type_url === ENDPOINT_TYPE) {
+    this.bytes += head.bytes;
+    this.acks.set(head.type_url, (this.acks.get(head.type_url) ?? 0) + 1);
+    if (head.type_url === ENDPOINT_TYPE) {
       this.lastEdsAckAt = now;
-      this.edsResources += res.resources;
+      this.edsResources += head.resources;
     }
   }
 
@@ -124,8 +144,10 @@ export class SimulatedGateway {
     return this.acks.get(ENDPOINT_TYPE) ?? 0;
   }
 
+  /** Cancels the stream (as a gateway going away does) and closes the connection. */
   close(): void {
-    this.call.end();
-    this.client.close();
+    this.closing = true;
+    this.stream.close(http2.constants.NGHTTP2_CANCEL);
+    this.session.close();
   }
 }

@@ -1,4 +1,4 @@
-// xDS fan-out: N simulated gateways (raw ADS streams in this process) subscribed to M
+// xDS fan-out: N simulated gateways (ADS streams in this process, gateway.ts) subscribed to M
 // revisions; one endpoint changes; how long until every gateway has ACKed the new
 // assignment, and what the server (its own process) spends in CPU and memory. chikai's
 // server and go-control-plane's (the peer, serving the very resources chikai builds) take
@@ -31,6 +31,8 @@ export interface XdsRow {
   /** First request → every gateway has every type and the pushes settled. */
   readonly sync_ms: number;
   readonly sync_cpu_ms: number;
+  /** CPU of the simulated gateways' process (this one, every thread) over the same sync. */
+  readonly gateways_sync_cpu_ms: number;
   /** Server resident memory with every gateway connected and synced. */
   readonly rss_mb: number;
   /** Largest resident memory seen while the gateways synced. */
@@ -64,6 +66,7 @@ async function measure(server: ServerUnderTest, gateways: number, revisions: num
       peak = Math.max(peak, procStats(server.pid).rssMb);
     };
     const t0 = performance.now();
+    const gatewaysCpu0 = process.cpuUsage();
     for (let i = 0; i < gateways; i++) {
       clients.push(new SimulatedGateway(`127.0.0.1:${server.port}`, `gateway-${i}`, gatewayNode(i), clusters, routes));
     }
@@ -74,6 +77,9 @@ async function measure(server: ServerUnderTest, gateways: number, revisions: num
     await until('the initial pushes to settle', () => performance.now() - Math.max(...clients.map((c) => c.lastResponseAt)) > 500, 600_000, sample);
     const syncMs = Math.max(...clients.map((c) => c.lastResponseAt)) - t0;
     const syncCpu = procStats(server.pid).cpuMs - idle.cpuMs;
+    const gatewaysCpu = process.cpuUsage(gatewaysCpu0);
+    const gatewaysSyncCpu = (gatewaysCpu.user + gatewaysCpu.system) / 1000;
+    const syncBytes = clients.reduce((sum, c) => sum + c.bytes, 0);
     const synced = procStats(server.pid);
     const converge: number[] = [];
     let cpuMs = 0;
@@ -92,7 +98,7 @@ async function measure(server: ServerUnderTest, gateways: number, revisions: num
       edsResources += clients.reduce((s, c) => s + c.edsResources, 0) - resourcesBefore;
     }
     const median = [...converge].sort((a, b) => a - b)[Math.floor(converge.length / 2)]!;
-    log(`[xds] ${server.name}: ${gateways} gateways × ${revisions} revisions: synced in ${syncMs.toFixed(0)} ms (peak RSS ${peak.toFixed(0)} MB), change → all ACKed in ${converge.map((c) => c.toFixed(1)).join(', ')} ms, CPU ${(cpuMs / changes).toFixed(0)} ms per change, RSS ${synced.rssMb.toFixed(0)} MB (idle ${idle.rssMb.toFixed(0)} MB)`);
+    log(`[xds] ${server.name}: ${gateways} gateways × ${revisions} revisions: synced in ${syncMs.toFixed(0)} ms (${(syncBytes / 1e6).toFixed(0)} MB received; CPU: server ${syncCpu.toFixed(0)} ms, gateways ${gatewaysSyncCpu.toFixed(0)} ms; peak RSS ${peak.toFixed(0)} MB), change → all ACKed in ${converge.map((c) => c.toFixed(1)).join(', ')} ms, CPU ${(cpuMs / changes).toFixed(0)} ms per change, RSS ${synced.rssMb.toFixed(0)} MB (idle ${idle.rssMb.toFixed(0)} MB)`);
     return {
       server: server.name,
       gateways,
@@ -103,6 +109,7 @@ async function measure(server: ServerUnderTest, gateways: number, revisions: num
       eds_resources_per_change: round(edsResources / changes / gateways, 1),
       sync_ms: round(syncMs, 0),
       sync_cpu_ms: round(syncCpu, 0),
+      gateways_sync_cpu_ms: round(gatewaysSyncCpu, 0),
       rss_mb: round(synced.rssMb, 1),
       peak_rss_mb: round(peak, 1),
       idle_rss_mb: round(idle.rssMb, 1),
@@ -164,23 +171,24 @@ function xdsMarkdown(rows: readonly XdsRow[], changes: number, withPeer: boolean
   const out: string[] = [];
   out.push('## xDS fan-out\n');
   out.push(
-    `Simulated gateways: raw state-of-the-world ADS streams in one process, each its own connection, subscribed like a ` +
-    `Kourier gateway (CDS, EDS per revision, LDS, RDS) and ACKing every response; gateways spread over three nodes' views. ` +
+    `Simulated gateways: state-of-the-world ADS streams in one process, each a gRPC call over its own HTTP/2 connection (node:http2, Envoy's 256 MiB windows), ` +
+    `subscribed like a Kourier gateway (CDS, EDS per revision, LDS, RDS) and ACKing every response with its version and nonce; ` +
+    `each receives every byte but reads only a response's head as it streams in, skipping the resources undecoded; gateways spread over three nodes' views. ` +
     `Each xDS server runs alone in its own process${withPeer ? ': chikai\'s, then go-control-plane\'s (its snapshot cache in ADS mode, one snapshot per view, serving the resources chikai builds, only the EDS version moving on a change)' : ''}` +
     `${rows.some((r) => r.server === 'chikai-baseline') ? '; chikai-baseline is an earlier build of chikai (CHIKAI_BENCH_BASELINE)' : ''}. ` +
     `One endpoint's readiness flips ${changes} times; "converge" = the flip → the last gateway's ACK of the new assignment (median, all runs listed); ` +
     `CPU and RSS of the server process from /proc; "RSS" with every gateway synced, "peak" while they synced; ` +
-    `"EDS per change" = assignments each gateway received per change.\n`,
+    `"EDS per change" = assignments each gateway received per change; "sync CPU" = CPU of the server process and of the simulated gateways' process (every thread) over the initial sync.\n`,
   );
   const peer = (r: XdsRow) => rows.find((x) => x.server === 'go-control-plane' && x.gateways === r.gateways && x.revisions === r.revisions);
   out.push(table(
-    ['gateways', 'revisions', 'server', 'converge ms (median)', '× go-control-plane', 'every change, ms', 'CPU ms per change', '× go-control-plane', 'EDS per change', 'initial sync ms', '× go-control-plane', 'RSS MB', '× go-control-plane', 'peak RSS MB', 'RSS idle MB'],
+    ['gateways', 'revisions', 'server', 'converge ms (median)', '× go-control-plane', 'every change, ms', 'CPU ms per change', '× go-control-plane', 'EDS per change', 'initial sync ms', '× go-control-plane', 'sync CPU ms: server', 'gateways', 'RSS MB', '× go-control-plane', 'peak RSS MB', 'RSS idle MB'],
     rows.map((r) => {
       const p = r.server !== 'go-control-plane' ? peer(r) : undefined;
       return [
         r.gateways, r.revisions, r.server, num(r.converge_ms, 1), p ? ratio(r.converge_ms, p.converge_ms) : '', r.converge_all_ms.map((c) => c.toFixed(0)).join(', '),
         num(r.cpu_ms_per_change, 0), p ? ratio(r.cpu_ms_per_change, p.cpu_ms_per_change) : '', num(r.eds_resources_per_change, 0),
-        r.sync_ms, p ? ratio(r.sync_ms, p.sync_ms) : '', num(r.rss_mb, 0), p ? ratio(r.rss_mb, p.rss_mb) : '', num(r.peak_rss_mb, 0), num(r.idle_rss_mb, 0),
+        r.sync_ms, p ? ratio(r.sync_ms, p.sync_ms) : '', r.sync_cpu_ms, r.gateways_sync_cpu_ms, num(r.rss_mb, 0), p ? ratio(r.rss_mb, p.rss_mb) : '', num(r.peak_rss_mb, 0), num(r.idle_rss_mb, 0),
       ];
     }),
     ['r', 'r', 'l'],
