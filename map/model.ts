@@ -347,8 +347,10 @@ export function advance(prev: MapState | undefined, scrape: Scrape): MapState {
     for (const h of hosts) {
       const ls = byCluster.get(h.cluster) ?? new Map<string, LocalityWeight>();
       byCluster.set(h.cluster, ls);
-      const cur = ls.get(h.node);
-      ls.set(h.node, { node: h.node, priority: h.priority, weight: h.localityWeight, share: (cur?.share ?? 0) + h.share, kind: h.kind });
+      // A node can hold two localities of one cluster: its proxy (at the knee) and its pods.
+      const key = `${h.kind}\u0000${h.node}`;
+      const cur = ls.get(key);
+      ls.set(key, { node: h.node, priority: h.priority, weight: h.localityWeight, share: (cur?.share ?? 0) + h.share, kind: h.kind });
     }
     for (const [revision, ls] of byCluster) {
       weights.push({ gateway, revision, localities: [...ls.values()].sort((a, b) => a.priority - b.priority || b.weight - a.weight || a.node.localeCompare(b.node)) });

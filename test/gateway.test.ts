@@ -292,8 +292,11 @@ t.test('the xDS server stops and restarts under load: Envoy keeps serving, recon
   await sleep(3000);
   const after = await clients();
   for (const c of after) {
-    const responses = Object.values(c.types).reduce((a, x) => a + x.responses, 0);
-    t.ok(responses <= 4, `${c.view}: ${responses} responses since it reconnected (at most one per type)`);
+    // One response per type; EDS may move once more: the load reports that reach the restarted
+    // server can put node3's pod at its knee, and the proxy enters the path (held 60 s).
+    const counts = Object.entries(c.types).map(([type, x]) => `${type} ${x.responses}`).join(', ');
+    const ok = Object.entries(c.types).every(([type, x]) => x.responses <= (type === 'EDS' ? 2 : 1));
+    t.ok(ok, `${c.view}: ${counts} since it reconnected (one per type, EDS at most two)`);
     for (const [type, x] of Object.entries(c.types)) t.equal(x.acked_version, x.sent_version, `${c.view}: ${type} at the served version`);
   }
   await load.stop();

@@ -42,7 +42,7 @@ if (missing) {
     const res = await request(url);
     return res.body.text();
   };
-  /** What node3's Envoy counted for node3's pods (its own sub_zone attribute says where a host is). */
+  /** What node3's Envoy counted for node3's pods and proxy (its own sub_zone attribute says where a host is). */
   const envoyToNode3 = async () => parseEnvoyClusters(await text(`${stack!.gatewayAdminUrl('node3')}/clusters`))
     .filter((h) => h.cluster === 'default/hello-00001' && h.attributes['sub_zone'] === 'node3')
     .reduce((s, h) => s + (h.stats['rq_total'] ?? 0), 0);
@@ -84,7 +84,8 @@ if (missing) {
     const rtt = page.locator('.rtt[data-from="node1"][data-to="node3"], .rtt[data-from="node3"][data-to="node1"]').first();
     t.match(await rtt.textContent(), /\d+\.\d ms/, 'the measured round trip between node3 and node1 is shown');
     const weightRow = page.locator('#weights tr[data-gateway="node3"][data-revision="default/hello-00001"]');
-    t.match(await weightRow.textContent(), /P0 node3 \d+/, 'node3\'s gateway: its own node is priority 0');
+    // Its own node's pod, or its own node's proxy once the pod is at its knee (xds/proxy-in-path.ts).
+    t.match(await weightRow.textContent(), /P0 node3 (\(proxy\) )?\d+/, 'node3\'s gateway: its own node is priority 0');
   });
 
   t.test('the counts shown are the counts Envoy and the proxy report', async (t) => {
@@ -94,8 +95,10 @@ if (missing) {
     const wanted = (await serverSeq()) + 2;
     await page.waitForFunction((seq) => Number(document.getElementById('status')?.dataset['seq'] ?? 0) >= seq, wanted, { timeout: 30_000 });
     const shown = await page.evaluate(() => {
-      const cell = (via: string) => document.querySelector(`#flows tr[data-from="node3"][data-via="${via}"][data-to="node3"][data-to-kind="pod"] td.total`)?.textContent ?? '';
-      return { gateway: Number(cell('gateway')), proxy: Number(cell('proxy')), seq: Number(document.getElementById('status')?.dataset['seq']) };
+      const cell = (via: string, kind: string) => document.querySelector(`#flows tr[data-from="node3"][data-via="${via}"][data-to="node3"][data-to-kind="${kind}"] td.total`)?.textContent ?? '';
+      // Node3's gateway sends to node3's pod, and to node3's proxy while the pod is at its knee:
+      // Envoy counts both under node3's locality.
+      return { gateway: Number(cell('gateway', 'pod')) + Number(cell('gateway', 'proxy')), proxy: Number(cell('proxy', 'pod')), seq: Number(document.getElementById('status')?.dataset['seq']) };
     });
     const after = { gateway: await envoyToNode3(), proxy: await proxyToNode3() };
     t.ok(shown.seq >= wanted, `the page shows scrape #${shown.seq}, started after the counts before were read`);
