@@ -23,7 +23,8 @@ export interface PodCostInput {
   /**
    * For a pod on the sender's own node: the work the node offers its pods of the revision
    * over what they serve (arrivals per second × service time ÷ their slots), where the
-   * sender sees the arrivals (the node proxy). Undefined elsewhere.
+   * sender sees the arrivals (the node proxy). Undefined elsewhere, and where it cannot
+   * matter (the pod is below its overload bound, `atOverloadBound`).
    */
   readonly offeredUtilization?: number | undefined;
 }
@@ -38,6 +39,11 @@ export const SUSTAINED_OVERLOAD = 0.9;
  * enough to keep the slot busy across the gaps between arrivals, no more.
  */
 export const OVERLOAD_REQUESTS_PER_SLOT = 4;
+
+/** Whether a pod holds its bound of requests under sustained overload (if the overload is there). */
+export function atOverloadBound(inFlight: number, capacity: number): boolean {
+  return inFlight >= OVERLOAD_REQUESTS_PER_SLOT * Math.max(1, capacity);
+}
 
 export function expectedWaitMs(inFlight: number, capacity: number, serviceTimeMs: number): number {
   const cap = Math.max(1, capacity);
@@ -58,7 +64,7 @@ export function expectedWaitMs(inFlight: number, capacity: number, serviceTimeMs
  */
 export function expectedCompletionMs(p: PodCostInput): number {
   if (!p.reachable) return Number.POSITIVE_INFINITY;
-  if ((p.offeredUtilization ?? 0) >= SUSTAINED_OVERLOAD && p.inFlight >= OVERLOAD_REQUESTS_PER_SLOT * Math.max(1, p.capacity)) {
+  if ((p.offeredUtilization ?? 0) >= SUSTAINED_OVERLOAD && atOverloadBound(p.inFlight, p.capacity)) {
     return Number.POSITIVE_INFINITY;
   }
   return p.rttMs + expectedWaitMs(p.inFlight, p.capacity, p.serviceTimeMs) + p.serviceTimeMs;

@@ -4,7 +4,7 @@
 // view. `podCostInputs` turns a snapshot plus a view into the cost model's inputs, so both
 // halves feed the cost model identically.
 import type { ClusterSnapshot, EndpointInfo, RevisionInfo } from './model.js';
-import type { PodCostInput } from './cost.js';
+import { atOverloadBound, type PodCostInput } from './cost.js';
 
 /** Service time assumed for a pod before anything was observed (the paper's 3–5 ms function). */
 export const DEFAULT_SERVICE_TIME_MS = 4;
@@ -73,15 +73,19 @@ export function podCostInput(
 ): PodCostInput {
   const rev = snapshot.revision(e.revision);
   const local = e.node === fromNode;
+  const inFlight = load.inFlight(e.pod);
+  const capacity = podCapacity(rev, e.pod, load);
   return {
     pod: e.pod,
     node: e.node,
     rttMs: rttOrConfigured(load, snapshot, fromNode, e.node),
-    inFlight: load.inFlight(e.pod),
-    capacity: podCapacity(rev, e.pod, load),
+    inFlight,
+    capacity,
     serviceTimeMs: load.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS,
     reachable: local || load.reachable(fromNode, e.node),
-    offeredUtilization: local ? load.offeredUtilization?.(e.revision) : undefined,
+    // Per request on the proxy's hot path: the node's arrivals are summed over its pods only
+    // for a local pod whose queue has reached the bound, the one case the cost model reads them.
+    offeredUtilization: local && atOverloadBound(inFlight, capacity) ? load.offeredUtilization?.(e.revision) : undefined,
   };
 }
 
