@@ -119,7 +119,7 @@ export function upstreamProtocolOptions(rev: RevisionInfo): JsonObject {
  *   priority, and so do nodes with only unready pods (their endpoints UNHEALTHY, so they
  *   show in inspection but get no traffic).
  * - Ready pods on the gateway's node at their knee (their requests fill every slot): the
- *   gateway's node-local chikai proxy at priority 0, the pods' placements behind it, for as
+ *   gateway's node-local chikai proxy at priority 0, the pods' placements (as if idle) behind it, for as
  *   long as `proxyInPath` says (the builder's ProxyInPath keeps it there for a hold after the
  *   knee; by default this function follows the knee alone). Why: xds/proxy-in-path.ts.
  * - No ready pod reachable: the gateway's node-local chikai proxy at priority 0 (it buffers
@@ -150,17 +150,25 @@ export function placeRevision(
   const inputs = podCostInputs(snap, revKey, sender, load);
   const shares: LocalityShare[] = localityShares(sender, inputs, pref);
   if (shares.length === 0) return { placements: proxyPlacements(snap, gatewayNode), endpointsByNode: byNode };
+  if (gatewayNode !== undefined && shares.some((s) => s.node === gatewayNode) && proxyInPath(atKnee(gatewayNode, inputs))) {
+    // Behind the proxy the pods are failover only (the proxy places every request), so they
+    // are placed as if idle: load moving at the pods pushes nothing new to the gateway.
+    const idle = localityShares(sender, inputs.map((p) => ({ ...p, inFlight: 0 })), pref);
+    const behind = podPlacements(snap, idle, byNode).map((p) => ({ ...p, priority: p.priority + 1 }));
+    return { placements: [{ node: gatewayNode, weight: 1, priority: 0, kind: 'proxy' }, ...behind], endpointsByNode: byNode };
+  }
+  return { placements: podPlacements(snap, shares, byNode), endpointsByNode: byNode };
+}
+
+/** The cost model's localities, then nodes it leaves out (unreachable, or only unready pods) as a last priority. */
+function podPlacements(snap: ClusterSnapshot, shares: readonly LocalityShare[], byNode: ReadonlyMap<string, EndpointInfo[]>): LocalityPlacement[] {
   const placements: LocalityPlacement[] = shares.map((s) => ({ node: s.node, weight: s.weight, priority: s.priority, kind: 'pods', costMs: s.costMs }));
   const placed = new Set(shares.map((s) => s.node));
   const lastResort = Math.max(...shares.map((s) => s.priority)) + 1;
   const nodeOrder = snap.nodes.map((n) => n.name);
   const leftover = [...byNode.keys()].filter((n) => !placed.has(n)).sort((a, b) => rank(nodeOrder, a) - rank(nodeOrder, b) || a.localeCompare(b));
   for (const node of leftover) placements.push({ node, weight: 1, priority: lastResort, kind: 'pods' });
-  if (gatewayNode !== undefined && shares.some((s) => s.node === gatewayNode) && proxyInPath(atKnee(gatewayNode, inputs))) {
-    const behind = placements.map((p) => ({ ...p, priority: p.priority + 1 }));
-    return { placements: [{ node: gatewayNode, weight: 1, priority: 0, kind: 'proxy' }, ...behind], endpointsByNode: byNode };
-  }
-  return { placements, endpointsByNode: byNode };
+  return placements;
 }
 
 /**
