@@ -145,6 +145,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
 
   const latency: Record<string, Record<string, LinkLatency>> = {};
   r.list(['latency'], false).forEach((_, i) => {
+    r.mapping(['latency', i], ['between', 'rttMs', 'jitterMs']);
     const between = r.list(['latency', i, 'between'], true);
     if (between.length !== 2) r.fail(['latency', i, 'between'], 'two node names, e.g. [node1, node3]', between);
     const a = nodeField(['latency', i, 'between', 0]);
@@ -156,6 +157,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
 
   const revisions: RevisionInfo[] = r.list(['revisions'], true).map((_, i) => {
     const p = (f: string): ConfigPath => ['revisions', i, f];
+    r.mapping(['revisions', i], ['namespace', 'service', 'name', 'hosts', 'containerConcurrency', 'timeoutSeconds', 'responseStartTimeoutSeconds', 'idleTimeoutSeconds', 'protocol']);
     const protocol = r.string(p('protocol'), 'http1');
     if (protocol !== 'http1' && protocol !== 'h2c') return r.fail(p('protocol'), 'http1 or h2c', protocol);
     const timeoutSeconds = r.number(p('timeoutSeconds'), 300, 0.001, 600);
@@ -182,6 +184,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
 
   const endpoints: EndpointInfo[] = r.list(['endpoints'], false).map((_, i) => {
     const p = (f: string): ConfigPath => ['endpoints', i, f];
+    r.mapping(['endpoints', i], ['pod', 'revision', 'node', 'address', 'port', 'ready']);
     const address = r.string(p('address'));
     if (!isIPv4(address)) r.fail(p('address'), 'an IPv4 address', address);
     return {
@@ -196,6 +199,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
 
   const pods: PodSpec[] = r.list(['pods'], false).map((_, i) => {
     const p = (f: string): ConfigPath => ['pods', i, f];
+    r.mapping(['pods', i], ['name', 'revision', 'node', 'serviceTimeMs', 'capacity']);
     const st = r.mapping(p('serviceTimeMs'), ['min', 'max'], false);
     const serviceTimeMs = st
       ? { min: r.number(['pods', i, 'serviceTimeMs', 'min'], undefined, 0, 600_000), max: r.number(['pods', i, 'serviceTimeMs', 'max'], undefined, 0, 600_000) }
@@ -212,6 +216,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     if (room !== undefined && n > room) r.fail(['pods', i, 'node'], `a node with room for the pod (${pod.node} has maxPods ${room})`, pod.node);
   });
 
+  r.mapping(['proxy'], ['port', 'h2cPort', 'adminPort', 'policy', 'drainSeconds', 'maxBodyBytes', 'headersTimeoutSeconds', 'maxIdleConnectionsPerClient'], false);
   const proxy: ProxySettings = {
     port: r.number(['proxy', 'port'], DEFAULT_PROXY.port, 1, 65535, true),
     h2cPort: r.number(['proxy', 'h2cPort'], DEFAULT_PROXY.h2cPort, 1, 65535, true),
@@ -230,6 +235,7 @@ export function parseClusterFile(text: string, file: string): ClusterFile {
     if (!m || Number(m[2]) > 65535) return r.fail(path, 'host:port, e.g. 127.0.0.1:18000', v);
     return { host: m[1], port: Number(m[2]) };
   };
+  r.mapping(['xds'], ['listen', 'admin'], false);
   const xds: XdsSettings = { listen: hostPort(['xds', 'listen'], DEFAULT_XDS.listen), admin: hostPort(['xds', 'admin'], DEFAULT_XDS.admin) };
 
   const a = (f: string): ConfigPath => ['autoscaler', f];
