@@ -137,7 +137,7 @@ async function proxyCommand(args: string[]): Promise<void> {
         throw new UsageError(`--load-report-tls-dir: ${(err as Error).message}`);
       }
     }
-    reporter = new LoadReporter({ node: node.name, model: source.model, load: proxy.load, servers, tls, log: (line) => console.warn(line) });
+    reporter = new LoadReporter({ node: node.name, model: source.model, load: proxy.reportedLoad, servers, tls, log: (line) => console.warn(line) });
     await reporter.start();
   }
   const a = proxy.address;

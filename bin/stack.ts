@@ -236,7 +236,7 @@ export async function startEmulatedStack(opts: StackOptions = {}): Promise<Emula
       // back on the same port, where they reconnect.
       const server = { host: xds.address.host === '0.0.0.0' ? '127.0.0.1' : xds.address.host, port: xds.address.port };
       for (const [node, proxy] of proxies) {
-        const r = new LoadReporter({ node, model, load: proxy.load, servers: [server], log: xdsSettings?.log });
+        const r = new LoadReporter({ node, model, load: proxy.reportedLoad, servers: [server], log: xdsSettings?.log });
         reporters.push(r);
         await r.start();
       }

@@ -2,11 +2,16 @@
 // what changed in its LoadView to every xDS replica (proxy/load-reporter.ts, over Envoy's
 // Load Reporting Service, xds/lrs.ts); each replica merges the reports into one LoadView for
 // the cost model (ReportedLoad). The RTT from node A to node B is what A's proxy measured; a
-// pod's in-flight count is the largest any proxy saw (each proxy's count already adds the
-// pod's ORCA report of everybody else's). The proxy also serves its report as JSON on its
-// admin port (`GET /load`), for inspection.
+// pod's in-flight count is the largest any reporter saw (a proxy's count of a pod on its own
+// node adds the pod's ORCA report of everybody else's to its own; of a pod elsewhere it is
+// the pod's own last ORCA count, so requests still on the wire are not in it), and its own
+// node weighs it by what that node's reporters saw (`localInFlight`). The proxy also serves
+// its report as JSON on its admin port (`GET /load`), for inspection.
 import type { LoadChange, LoadView } from './load.js';
 import type { ClusterSnapshot } from './model.js';
+
+/** A gateway reports as `gateway/<node>`; a node proxy by its node's name. */
+export const GATEWAY_REPORTER_PREFIX = 'gateway/';
 
 export interface PeerReport {
   /** Measured round trip in ms; absent while unmeasured. */
@@ -203,6 +208,21 @@ export class ReportedLoad implements LoadView {
     let most = this.fallback.inFlight(pod);
     for (const r of this.podsByName.get(pod)?.values() ?? []) most = Math.max(most, r.inFlight);
     return most;
+  }
+
+  /**
+   * What `node`'s own reporters (its proxy, its gateway) last said of the pod, the larger;
+   * the largest of anyone's while they said nothing. Each remote reporter's count is a
+   * sample of the pod's from another moment, and the largest of several samples of a count
+   * that moves is more than the count: three slots at half load looked full, so the pods'
+   * own gateway sent its traffic through the proxy.
+   */
+  localInFlight(pod: string, node: string): number {
+    const byReporter = this.podsByName.get(pod);
+    const own = byReporter?.get(node);
+    const gateway = byReporter?.get(`${GATEWAY_REPORTER_PREFIX}${node}`);
+    if (own === undefined && gateway === undefined) return this.inFlight(pod);
+    return Math.max(own?.inFlight ?? 0, gateway?.inFlight ?? 0);
   }
 
   serviceTimeMs(pod: string): number | undefined {

@@ -24,6 +24,11 @@ export interface LoadView {
   reachable(from: string, to: string): boolean;
   /** Requests in flight at the pod now, over every proxy (this one's own plus the others'). */
   inFlight(pod: string): number;
+  /**
+   * The same count as the pod's own node sees it (a view merged from many nodes' reports):
+   * what a sender on that node weighs its local pods by. Absent: `inFlight`.
+   */
+  localInFlight?(pod: string, node: string): number;
   /** Expected service time of the pod (EWMA), or undefined while unobserved. */
   serviceTimeMs(pod: string): number | undefined;
   /** Requests the pod serves in parallel, when known from the pod itself. */
@@ -73,7 +78,7 @@ export function podCostInput(
 ): PodCostInput {
   const rev = snapshot.revision(e.revision);
   const local = e.node === fromNode;
-  const inFlight = load.inFlight(e.pod);
+  const inFlight = local && load.localInFlight ? load.localInFlight(e.pod, e.node) : load.inFlight(e.pod);
   const capacity = podCapacity(rev, e.pod, load);
   return {
     pod: e.pod,

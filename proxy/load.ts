@@ -120,6 +120,20 @@ export class NodeLoadTracker implements LoadView {
     if (work !== undefined && work > 0) p.workMs = p.workMs === undefined ? work : p.workMs + SERVICE_ALPHA * (work - p.workMs);
   }
 
+  /**
+   * The view the load reports read: this one, with each pod's in-flight count as `atPod`
+   * says (without this proxy's requests still on the wire to it).
+   */
+  reportView(atPod: (pod: string) => number): LoadView {
+    return {
+      rttMs: (from, to) => this.rttMs(from, to),
+      reachable: (from, to) => this.reachable(from, to),
+      inFlight: atPod,
+      serviceTimeMs: (pod) => this.serviceTimeMs(pod),
+      capacity: (pod) => this.capacity(pod),
+    };
+  }
+
   /** Forget pods that left the model. */
   prune(): void {
     const live = new Set(this.model.current.state.endpoints.map((e) => e.pod));

@@ -88,6 +88,7 @@ export class NodeProxy {
   private readonly queues: RevisionQueues;
   private readonly prober: RttProber;
   private readonly tracker: NodeLoadTracker;
+  private readonly reportView: LoadView;
   private readonly unanswered = new UnansweredRequests();
   private readonly lifecycle = new Lifecycle();
   private readonly chain: Handler<Exchange>;
@@ -129,6 +130,7 @@ export class NodeProxy {
       refresh: (e) => e.reportedInFlight(),
       arrived: (key) => this.tracker.arrived(key),
     });
+    this.reportView = this.tracker.reportView((pod) => this.slots.atPod(pod));
     this.chain = requestChain({
       model: opts.model,
       clock,
@@ -192,6 +194,9 @@ export class NodeProxy {
   /** Measured RTTs and pod load as this proxy sees them (the cost model's input). */
   get load(): LoadView { return this.tracker; }
 
+  /** What this proxy reports to the xDS server (LoadReporter, admin `/load`): requests on the wire to a remote pod are not in its count. */
+  get reportedLoad(): LoadView { return this.reportView; }
+
   get address(): AddressInfo { return this.server.address() as AddressInfo; }
   /** The 8013 listener's address, when there is one. */
   get h2cAddress(): AddressInfo | undefined { return this.h2cServer?.address() as AddressInfo | undefined; }
@@ -226,7 +231,7 @@ export class NodeProxy {
       res.end(body);
     } else if (path === '/load') {
       // What this proxy measures, for the xDS server's locality weights (cluster/load-report.ts).
-      const body = JSON.stringify(loadReportOf(this.opts.node, this.tracker, this.opts.model.current));
+      const body = JSON.stringify(loadReportOf(this.opts.node, this.reportView, this.opts.model.current));
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(body);
     } else if (path === '/healthz') {

@@ -70,6 +70,8 @@ export interface PodSlotsOptions<E> {
 interface PodCount {
   own: number;
   others: number;
+  /** The pod's own count in its last report (every proxy's requests inside it). */
+  reported: number;
   reportedAt: number;
 }
 
@@ -108,6 +110,18 @@ export class PodSlots<E> {
     return this.ownInFlight(pod) + this.othersInFlight(pod);
   }
 
+  /**
+   * Requests inside `pod`, as the load reports tell the xDS server. On this node, every
+   * proxy's (own + others). On another node, the pod's own count from its last report while
+   * that is fresh: this proxy's requests still on the wire hold no slot there yet, and 70 ms
+   * away most of them are on the wire (counting them made a half-loaded cloud pod look full).
+   */
+  atPod(pod: string): number {
+    if (this.o.endpoints.get(pod)?.info.node === this.o.node) return this.inFlight(pod);
+    const c = this.counts.get(pod);
+    return c && this.o.clock.now() - c.reportedAt <= ORCA_TTL_MS ? c.reported : 0;
+  }
+
   /** Slots `pod` has free under containerConcurrency `cc` (0 = no limit). The one definition of free. */
   freeSlots(pod: string, cc: number): number {
     return cc === 0 ? Infinity : Math.max(0, cc - this.inFlight(pod));
@@ -121,6 +135,7 @@ export class PodSlots<E> {
     const c = this.count(pod);
     const before = this.othersInFlight(pod);
     c.others = Math.max(0, podInFlight - ownIncluded);
+    c.reported = podInFlight;
     c.reportedAt = this.o.clock.now();
     if (c.others > 0) this.armExpiry(ORCA_TTL_MS);
     if (c.others < before) this.changed(pod);
@@ -249,7 +264,7 @@ export class PodSlots<E> {
 
   private count(pod: string): PodCount {
     let c = this.counts.get(pod);
-    if (!c) this.counts.set(pod, (c = { own: 0, others: 0, reportedAt: 0 }));
+    if (!c) this.counts.set(pod, (c = { own: 0, others: 0, reported: 0, reportedAt: 0 }));
     return c;
   }
 

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { credentials, makeGenericClientConstructor, type ClientDuplexStream } from '@grpc/grpc-js';
 import { ReportedLoad, loadReportOf, type LoadDelta } from '../cluster/load-report.js';
-import { configuredLoadView, type LoadChange } from '../cluster/load.js';
+import { configuredLoadView, podCostInputs, type LoadChange } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import { LoadReporter } from '../proxy/load-reporter.js';
 import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
@@ -51,6 +51,22 @@ t.test('merged view: RTT from the sender\'s own report, the busiest count of a p
   t.equal(view.reachable('node3', 'node2'), true, 'and so does its reachability');
   t.equal(view.inFlight('p'), 0);
   t.same(view.reporters(), []);
+});
+
+t.test('a pod\'s own node weighs it by what its own reporters saw; the others\' largest count only when they said nothing', async (t) => {
+  const m = model();
+  const view = new ReportedLoad(configuredLoadView(() => m.current));
+  const pods = (entries: [string, number][]): LoadDelta => ({ peers: new Map(), pods: new Map(entries.map(([p, n]) => [p, { inFlight: n }])) });
+  const P = 'hello-00001-node1';
+  view.apply('node3', pods([[P, 6]]));
+  t.equal(view.localInFlight(P, 'node1'), 6, 'node1 has said nothing of its pod: the largest count anyone saw');
+  view.apply('gateway/node1', pods([[P, 2]]));
+  view.apply('node1', pods([[P, 1]]));
+  t.equal(view.localInFlight(P, 'node1'), 2, 'node1\'s gateway saw 2: node1 goes by that, not by node3\'s 6 from another moment');
+  t.equal(view.inFlight(P), 6, 'seen from elsewhere, still the largest');
+  const inFlightFrom = (node: string) => podCostInputs(m.current, 'default/hello-00001', node, view).find((i) => i.pod === P)?.inFlight;
+  t.equal(inFlightFrom('node1'), 2, 'the cost model on node1 (its gateway\'s assignment) weighs its own pod by node1\'s count');
+  t.equal(inFlightFrom('node2'), 6, 'from node2, by the largest');
 });
 
 t.test('over LRS a proxy sends everything once, then only what changed; a server that reconnects gets everything again', async (t) => {

@@ -199,3 +199,28 @@ t.test('excluded pods (already tried) are not taken', async (t) => {
   r.release();
   await r.done;
 });
+
+t.test('what the load reports say is at a pod: every proxy\'s count here, the pod\'s own count elsewhere (requests on the wire are not at the pod yet)', async (t) => {
+  const { slots, clock, hold } = setup(t, { cc: 0, endpoints: [endpoint('far', 'node2')] });
+  const held = [hold(), hold(), hold()];
+  await settle();
+  t.equal(slots.ownInFlight('far'), 3, 'three of ours sent to node2\'s pod');
+  t.equal(slots.atPod('far'), 0, 'none known to be inside it yet: nothing reported');
+  slots.report('far', 2, 1);
+  t.equal(slots.atPod('far'), 2, 'the pod counted 2 inside (one of ours), not our 3 plus its others');
+  t.equal(slots.inFlight('far'), 4, 'this proxy\'s own decisions still count all of ours (own 3 + 1 other)');
+  clock.advance(ORCA_TTL_MS + 1);
+  t.equal(slots.atPod('far'), 0, 'a stale count says nothing');
+  for (const h of held) h.release();
+  await Promise.all(held.map((h) => h.done));
+});
+
+t.test('a pod on the proxy\'s own node is reported with every proxy\'s count (own exact, others from its report)', async (t) => {
+  const { slots, hold } = setup(t, { cc: 0, endpoints: [endpoint('near', 'node1')] });
+  const held = [hold(), hold()];
+  await settle();
+  slots.report('near', 3, 2);
+  t.equal(slots.atPod('near'), 3, 'own 2 + 1 other');
+  for (const h of held) h.release();
+  await Promise.all(held.map((h) => h.done));
+});

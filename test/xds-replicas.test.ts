@@ -18,7 +18,7 @@ t.test('two replicas hear every proxy and serve the same weights', async (t) => 
   for (const r of replicas) t.teardown(() => r.close());
   const servers = replicas.map((r) => ({ host: '127.0.0.1', port: r.address.port }));
   for (const [node, proxy] of stack.proxies) {
-    const reporter = new LoadReporter({ node, model: stack.model, load: proxy.load, servers });
+    const reporter = new LoadReporter({ node, model: stack.model, load: proxy.reportedLoad, servers });
     t.teardown(() => reporter.close());
     await reporter.start();
   }

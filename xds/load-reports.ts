@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../cluster/clock.js';
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { ReportedLoad, type LoadDelta } from '../cluster/load-report.js';
+import { GATEWAY_REPORTER_PREFIX, ReportedLoad, type LoadDelta } from '../cluster/load-report.js';
 import { configuredLoadView, type LoadView } from '../cluster/load.js';
 import type { ClusterModel, ClusterSnapshot } from '../cluster/model.js';
 import { PROXY_NODE_CLUSTER, duration, lrsServiceDefinition, readClusterStats, readGatewayClusterStats, type LoadStatsRequest, type LoadStatsResponse } from './lrs.js';
@@ -139,7 +139,7 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
           call.emit('error', { code: status.PERMISSION_DENIED, details: `load reports: ${why}` });
           return;
         }
-        const reporter = gateway ? `gateway/${node || req.node?.id || call.getPeer()}` : node;
+        const reporter = gateway ? `${GATEWAY_REPORTER_PREFIX}${node || req.node?.id || call.getPeer()}` : node;
         const before = this.streams.get(reporter);
         // A reporter that reconnects starts over: what it said on the old stream is replaced.
         if (before) this.drop(before, 'replaced by a newer stream from the same reporter');
