@@ -81,6 +81,8 @@ export class NodeProxy {
   private readonly h2Sessions = new Set<Http2Session>();
   /** Drops the connections whose protocol is not known yet, per listener. */
   private readonly dropUndecided: (() => void)[] = [];
+  /** Client sockets handed over by an upgrade: the HTTP server no longer cuts them, but its close waits for them. */
+  private readonly upgraded = new Set<Duplex>();
   private adminServer: http.Server | undefined;
   private readonly clock: Clock;
   private readonly endpoints: EndpointTable;
@@ -174,6 +176,8 @@ export class NodeProxy {
     // is shared by both ports, so a client's idle connections count once.
     this.connectionLimit.attach(server);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.upgraded.add(socket);
+      socket.once('close', () => this.upgraded.delete(socket));
       void this.chain(new UpgradeExchange(req, socket, head, now(), this.opts.localAddress, now));
     });
     // chikai is no forward proxy: a tunnel request is refused, nothing is dialled.
@@ -262,10 +266,17 @@ export class NodeProxy {
     await Promise.race([this.lifecycle.idle(), new Promise<void>((r) => (finishTimer = this.clock.after(finishMs, r)))]);
     finishTimer?.cancel();
     for (const s of servers) s.closeAllConnections();
+    this.cutTunnels();
     for (const drop of this.dropUndecided) drop();
     for (const session of this.h2Sessions) session.destroy();
     await closed;
     await this.close();
+  }
+
+  /** Ends every upgraded tunnel (WebSockets): the pod's side goes with it (proxy/upgrade.ts). */
+  private cutTunnels(): void {
+    for (const socket of this.upgraded) socket.destroy();
+    this.upgraded.clear();
   }
 
   private listeners(): http.Server[] {
@@ -280,6 +291,7 @@ export class NodeProxy {
       if (!s.listening) continue;
       const closed = new Promise<void>((r) => s.close(() => r()));
       s.closeAllConnections();
+      this.cutTunnels();
       for (const drop of this.dropUndecided) drop();
       for (const session of this.h2Sessions) session.destroy();
       await closed;

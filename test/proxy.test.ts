@@ -187,6 +187,17 @@ t.test('WebSocket upgrade passes through and echoes, also after the revision tim
   t.equal(status, 404, 'unknown host on upgrade: 404');
 });
 
+t.test('closing the proxy ends its open WebSocket tunnels instead of waiting for them', async (t) => {
+  const stack = await testStack({ nodes: 1 });
+  t.teardown(() => stack.close());
+  const ws = new WebSocket(`${stack.proxyUrl('node1').replace('http', 'ws')}/ws`, { headers: { host: HELLO_HOST } });
+  await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+  const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
+  await stack.proxies.get('node1')!.close();
+  t.pass('close() returned with the tunnel open');
+  t.equal(await closed, 1006, 'the client sees the connection cut');
+});
+
 t.test('metrics: requests by revision, target node and code; duration; in-flight; buffered', async (t) => {
   const stack = await testStack({ nodes: 2 });
   t.teardown(() => stack.close());
