@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { MethodDefinition, Server, ServiceDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
+import { messageCodec } from '../cluster/message-codec.js';
 import { isEncodedMessage, type EncodedMessage } from './encoded-response.js';
 import { envoyProtos } from './protos.js';
 import type { EncodedAny } from './protojson.js';
@@ -76,10 +77,10 @@ export interface Codec<T> {
  * encoded (shared resource bytes) passes through.
  */
 export function protoCodec<T extends object>(typeName: string, decode: protobuf.IConversionOptions = DECODE): Codec<T> {
-  const type = envoyProtos().type(typeName);
+  const codec = messageCodec<T>(envoyProtos().type(typeName), decode);
   return {
-    serialize: (m: T | EncodedMessage) => (isEncodedMessage(m) ? m.encoded : Buffer.from(type.encode(type.fromObject(m as Record<string, unknown>)).finish())),
-    deserialize: (b: Buffer) => type.toObject(type.decode(b), decode) as T,
+    serialize: (m: T | EncodedMessage) => (isEncodedMessage(m) ? m.encoded : codec.serialize(m)),
+    deserialize: codec.deserialize,
   };
 }
 

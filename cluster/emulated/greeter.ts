@@ -3,6 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
+import { messageCodec } from '../message-codec.js';
 
 export interface HelloRequest {
   readonly name: string;
@@ -28,13 +29,7 @@ export interface HealthCheckResponse {
 
 const root = new protobuf.Root().loadSync(fileURLToPath(new URL('../../../cluster/emulated/greeter.proto', import.meta.url)), { keepCase: false });
 
-function codec<T extends object>(name: string): { serialize: (m: T) => Buffer; deserialize: (b: Buffer) => T } {
-  const type = root.lookupType(name);
-  return {
-    serialize: (m) => Buffer.from(type.encode(type.fromObject(m)).finish()),
-    deserialize: (b) => type.toObject(type.decode(b), { defaults: true, enums: Number }) as T,
-  };
-}
+const codec = <T extends object>(name: string) => messageCodec<T>(root.lookupType(name), { defaults: true, enums: Number });
 
 function method<Req extends object, Res extends object>(path: string, req: string, res: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<Req, Res> {
   const q = codec<Req>(req);
