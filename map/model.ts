@@ -65,6 +65,8 @@ export interface PodView {
   readonly ready: boolean;
   /** Requests the gateways have in progress at this pod (Envoy's rq_active over every gateway). */
   readonly inFlightFromGateways: number;
+  /** Requests the node proxies have at this pod (chikai_pod_requests_in_flight over every proxy). */
+  readonly inFlightFromProxies: number;
 }
 
 export interface ProxyQueue {
@@ -253,6 +255,7 @@ export function advance(prev: MapState | undefined, scrape: Scrape): MapState {
     } else flows.set(key, { ...f, total, ratePerSecond: r, active });
   };
   const podActive = new Map<string, number>();
+  const podFromProxies = new Map<string, number>();
 
   for (const [gateway, hosts] of envoy) {
     for (const h of hosts) {
@@ -296,6 +299,9 @@ export function advance(prev: MapState | undefined, scrape: Scrape): MapState {
         if (s.name === 'chikai_requests_buffered') q.queued += s.value;
         else q.inFlight += s.value;
         queue.set(l['revision'], q);
+      } else if (s.name === 'chikai_pod_requests_in_flight' && l['revision'] && l['pod']) {
+        const podKey = `${l['revision']}\u0000${l['pod']}`;
+        podFromProxies.set(podKey, (podFromProxies.get(podKey) ?? 0) + s.value);
       } else if (s.name === 'chikai_node_rtt_seconds' && l['to'] && (l['from'] ?? node) === node) {
         rtt.set(l['to'], s.value * 1000);
       } else if (s.name === 'chikai_node_reachable' && l['to'] && (l['from'] ?? node) === node) {
@@ -338,7 +344,10 @@ export function advance(prev: MapState | undefined, scrape: Scrape): MapState {
 
   const pods: PodView[] = [...current.values()]
     .filter((e) => e.kind === 'pod')
-    .map((e) => ({ pod: e.endpoint, node: e.node, revision: e.revision, ready: e.ready, inFlightFromGateways: podActive.get(`${e.revision}\u0000${e.endpoint}`) ?? 0 }))
+    .map((e) => {
+      const key = `${e.revision}\u0000${e.endpoint}`;
+      return { pod: e.endpoint, node: e.node, revision: e.revision, ready: e.ready, inFlightFromGateways: podActive.get(key) ?? 0, inFlightFromProxies: podFromProxies.get(key) ?? 0 };
+    })
     .sort((a, b) => a.node.localeCompare(b.node) || a.revision.localeCompare(b.revision) || a.pod.localeCompare(b.pod));
 
   const weights: GatewayWeights[] = [];

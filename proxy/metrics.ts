@@ -7,6 +7,7 @@ export class ProxyMetrics {
   readonly requests: Counter<'revision' | 'target_node' | 'code'>;
   readonly duration: Histogram<'revision' | 'target_node'>;
   readonly inFlight: Gauge<'revision'>;
+  readonly podInFlight: Gauge<'revision' | 'pod'>;
   readonly buffered: Gauge<'revision'>;
   readonly heldAtZero: Gauge<'revision'>;
   readonly coldStart: Histogram<'revision'>;
@@ -23,6 +24,8 @@ export class ProxyMetrics {
     withProcessMetrics: boolean,
     /** This proxy's requests in flight at pods, per revision (PodSlots counts them). */
     inFlightByRevision: () => Iterable<[string, number]>,
+    /** The same per pod: [revision, pod, requests]. */
+    inFlightByPod: () => Iterable<[string, string, number]>,
   ) {
     this.registry.setDefaultLabels({ node });
     if (withProcessMetrics) collectDefaultMetrics({ register: this.registry });
@@ -47,6 +50,17 @@ export class ProxyMetrics {
       // Read from the slots' own count at scrape time: nothing to do per request.
       collect() {
         for (const [revision, n] of inFlightByRevision()) this.set({ revision }, n);
+      },
+    });
+    this.podInFlight = new Gauge({
+      name: 'chikai_pod_requests_in_flight',
+      help: 'Requests this proxy has in flight at each pod (holding a slot) now',
+      labelNames: ['revision', 'pod'],
+      registers: [this.registry],
+      collect() {
+        // Pods that went idle or left drop out instead of staying at their last value.
+        this.reset();
+        for (const [revision, pod, n] of inFlightByPod()) this.set({ revision, pod }, n);
       },
     });
     this.buffered = new Gauge({

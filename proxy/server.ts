@@ -97,7 +97,7 @@ export class NodeProxy {
 
   constructor(private readonly opts: NodeProxyOptions) {
     const clock = (this.clock = opts.clock ?? systemClock);
-    this.metrics = new ProxyMetrics(opts.node, opts.processMetrics ?? false, () => this.slots.ownInFlightByRevision());
+    this.metrics = new ProxyMetrics(opts.node, opts.processMetrics ?? false, () => this.slots.ownInFlightByRevision(), () => this.slots.ownInFlightByPod());
     this.queues = new RevisionQueues(opts.queue, this.metrics, clock);
     this.endpoints = new EndpointTable(opts.model, opts.localAddress, () => {
       this.tracker.prune();

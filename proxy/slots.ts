@@ -152,6 +152,14 @@ export class PodSlots<E> {
     return this.byRevision;
   }
 
+  /** This proxy's requests holding a slot, per pod that has any: [revision, pod, requests]. */
+  *ownInFlightByPod(): Iterable<[string, string, number]> {
+    for (const [pod, c] of this.counts) {
+      const revision = c.own > 0 ? this.o.endpoints.get(pod)?.info.revision : undefined;
+      if (revision !== undefined) yield [revision, pod, c.own];
+    }
+  }
+
   // ---- taking and giving back ------------------------------------------------------------
 
   /**

@@ -164,7 +164,7 @@ t.test('lifecycle: counts requests being handled, idle() waits for them, drainin
 
 t.test('metrics: one count per request by revision, target node and status, with its duration', async (t) => {
   const clock = new ManualClock(0);
-  const metrics = new ProxyMetrics('node1', false, () => []);
+  const metrics = new ProxyMetrics('node1', false, () => [], () => []);
   const model = new ClusterModel(state());
   const step = metricsStep(metrics, clock, resolveStep(model, async () => {
     clock.advance(250);
@@ -232,7 +232,7 @@ t.test('concurrency: every request is reported while in the proxy; one for a rev
 
 t.test('cold start: a request at zero is held until its response starts, and that wait is the cold-start duration', async (t) => {
   const clock = new ManualClock(0);
-  const metrics = new ProxyMetrics('node1', false, () => new Map());
+  const metrics = new ProxyMetrics('node1', false, () => new Map(), () => []);
   const value = async (name: string) => {
     const base = name.replace(/_(sum|count)$/, '');
     const values = (await metrics.registry.getSingleMetric(base)!.get()).values as { value: number; labels: Record<string, unknown>; metricName?: string }[];
@@ -360,7 +360,7 @@ t.test('idleTimeoutSeconds: counts from the last byte written; 0 is off', async 
 });
 
 t.test('retry: one more try elsewhere for a retryable failure, counted; never a third', async (t) => {
-  const metrics = new ProxyMetrics('node1', false, () => []);
+  const metrics = new ProxyMetrics('node1', false, () => [], () => []);
   const fail = (pod: string, retryable: boolean): Outcome => ({ kind: 'failed', pod, node: 'node1', reason: 'ECONNREFUSED', detail: 'refused', retryable });
   const excluded: string[][] = [];
   const script = (outcomes: Outcome[]) => async (_r: Routed, exclude: ReadonlySet<string>) => {
@@ -423,7 +423,7 @@ t.test('attempt outcomes: relayed, 413, cut, timed out, gone, and which failures
 t.test('the chain: an upgrade to a revision at zero passes every step an HTTP request does', async (t) => {
   const clock = new ManualClock(0);
   const model = new ClusterModel(state());
-  const metrics = new ProxyMetrics('node1', false, () => slots.ownInFlightByRevision());
+  const metrics = new ProxyMetrics('node1', false, () => slots.ownInFlightByRevision(), () => slots.ownInFlightByPod());
   const queues = new RevisionQueues(DEFAULT_QUEUE_CONFIG, metrics, clock);
   let slots!: PodSlots<QueueEntry>;
   const endpoints = new EndpointTable(model, undefined, () => slots.endpointsChanged());
@@ -453,10 +453,12 @@ t.test('the chain: an upgrade to a revision at zero passes every step an HTTP re
   t.same(x.forwarded.map((f) => f.pod), ['p'], 'forwarded once a pod is ready');
   t.equal(x.forwarded[0]!.headers['k-proxy-request'], 'activator');
   t.match(await metrics.registry.metrics(), /chikai_requests_in_flight\{revision="default\/hello-00001",node="node1"\} 1/, 'holding a slot while the tunnel is open');
+  t.match(await metrics.registry.metrics(), /chikai_pod_requests_in_flight\{revision="default\/hello-00001",pod="p",node="node1"\} 1/, 'and per pod');
   clock.advance(5000); // the 2 s revision timeout passes while the tunnel is open
   tunnelOpen();
   t.same(await running, { kind: 'relayed', status: 101, node: 'node1' }, 'an upgraded tunnel ends as relayed, never as a 504');
   t.same(calls, [`start ${REV}`, `cold ${REV}`, `end ${REV}`]);
+  t.notMatch(await metrics.registry.metrics(), /chikai_pod_requests_in_flight\{[^}]*pod="p"/, 'a pod with nothing in flight drops out of the per-pod gauge');
   t.match(await metrics.registry.metrics(), /chikai_requests_total\{revision="default\/hello-00001",target_node="node1",code="101",node="node1"\} 1/, 'counted like any request');
   t.equal(slots.ownInFlight('p'), 0, 'the slot is given back when the tunnel closes');
 });

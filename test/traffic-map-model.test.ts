@@ -55,7 +55,7 @@ const helloFrom = (local: typeof POD1, remote: typeof POD1, localShare = 1): Ser
   { node: remote.node, priority: localShare === 1 ? 1 : 0, weight: localShare === 1 ? 1 : 100 - Math.round(localShare * 100), share: 1 - localShare, hosts: [{ ...remote }] },
 ];
 
-function proxyText(node: string, o: { toLocal: number; toRemote?: number; errors?: number; inFlight?: number; buffered?: number; rttSeconds?: number; reachable?: 0 | 1 }): string {
+function proxyText(node: string, o: { toLocal: number; toRemote?: number; errors?: number; inFlight?: number; atPod?: Record<string, number>; buffered?: number; rttSeconds?: number; reachable?: 0 | 1 }): string {
   const other = node === 'node1' ? 'node3' : 'node1';
   return [
     '# HELP chikai_requests_total Requests answered by the node proxy',
@@ -66,6 +66,7 @@ function proxyText(node: string, o: { toLocal: number; toRemote?: number; errors
     `chikai_requests_total{revision="unknown",target_node="none",code="404",node="${node}"} 7`,
     `chikai_requests_in_flight{revision="default/hello-00001",node="${node}"} ${o.inFlight ?? 0}`,
     `chikai_requests_buffered{revision="default/hello-00001",node="${node}"} ${o.buffered ?? 0}`,
+    ...(o.atPod ? Object.entries(o.atPod).map(([pod, n]) => `chikai_pod_requests_in_flight{revision="default/hello-00001",pod="${pod}",node="${node}"} ${n}`) : []),
     `chikai_node_rtt_seconds{from="${node}",to="${other}",node="${node}"} ${o.rttSeconds ?? 0.05}`,
     `latency_between_nodes{from="${node}",to="${other}",node="${node}"} ${(o.rttSeconds ?? 0.05) * 1000}`,
     `chikai_node_reachable{from="${node}",to="${other}",node="${node}"} ${o.reachable ?? 1}`,
@@ -146,17 +147,17 @@ t.test('flows: gateway → pod from Envoy\'s per-host counters, proxy → pod fr
   t.equal(flow(third, 'node3', 'proxy', 'node3')?.ratePerSecond, 0, 'nothing new through the proxy');
 });
 
-t.test('pods, proxies and links: in flight from every gateway, queues, measured RTTs', async (t) => {
+t.test('pods, proxies and links: in flight from every gateway and proxy, queues, measured RTTs', async (t) => {
   const s = advance(undefined, scrape(1000, {
     envoy1: ok(envoyText([{ host: POD3, total: 5, active: 2 }, { host: POD1, total: 5, active: 1 }])),
     envoy3: ok(envoyText([{ host: POD3, total: 9, active: 3 }])),
-    proxy1: ok(proxyText('node1', { toLocal: 1, inFlight: 4, buffered: 6, rttSeconds: 0.0512 })),
-    proxy3: ok(proxyText('node3', { toLocal: 1, rttSeconds: 0.049, reachable: 0 })),
+    proxy1: ok(proxyText('node1', { toLocal: 1, inFlight: 4, atPod: { [POD1.pod]: 3, [POD3.pod]: 1 }, buffered: 6, rttSeconds: 0.0512 })),
+    proxy3: ok(proxyText('node3', { toLocal: 1, atPod: { [POD3.pod]: 2 }, rttSeconds: 0.049, reachable: 0 })),
   }));
   t.same(s.map.pods, [
-    { pod: POD1.pod, node: 'node1', revision: 'default/hello-00001', ready: true, inFlightFromGateways: 1 },
-    { pod: POD3.pod, node: 'node3', revision: 'default/hello-00001', ready: true, inFlightFromGateways: 5 },
-  ]);
+    { pod: POD1.pod, node: 'node1', revision: 'default/hello-00001', ready: true, inFlightFromGateways: 1, inFlightFromProxies: 3 },
+    { pod: POD3.pod, node: 'node3', revision: 'default/hello-00001', ready: true, inFlightFromGateways: 5, inFlightFromProxies: 3 },
+  ], 'a pod behind a node proxy shows the proxies\' requests too');
   t.same(s.map.queues, [
     { node: 'node1', revision: 'default/hello-00001', queued: 6, inFlight: 4 },
     { node: 'node3', revision: 'default/hello-00001', queued: 0, inFlight: 0 },
