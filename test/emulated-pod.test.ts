@@ -14,6 +14,7 @@ import { EmulatedPod, HELD_TIME_HEADER, LOAD_HEADER, POD_HEADER, SERVICE_TIME_HE
 import { parseOrcaHeader } from '../cluster/orca.js';
 import { startEmulatedCluster } from '../cluster/emulated/cluster.js';
 import { ManualClock } from './fixtures/clock.js';
+import type { Clock } from '../cluster/clock.js';
 import { until } from './support.js';
 
 async function startPod(t: Test, opts: Partial<ConstructorParameters<typeof EmulatedPod>[0]> = {}): Promise<{ pod: EmulatedPod; base: string }> {
@@ -215,6 +216,26 @@ t.test('capacity: with capacity 1, three concurrent requests complete one after 
   t.same(await Promise.all(done), ['60', '60', '60'], 'each held for one service time, one after another');
   t.equal(pod.served, 3);
   t.ok(seenLoad.some((h) => /in_flight=2/.test(h)), 'load reported on responses while others wait');
+});
+
+t.test('a timer that fires late delays the answer, not the pod: its slot fell free at the due time', async (t) => {
+  // Every timer of this clock fires 5 ms late, as a busy event loop makes them.
+  const manual = new ManualClock();
+  const late: Clock = { now: () => manual.now(), after: (ms, fn) => manual.after(ms + 5, fn) };
+  const start = manual.now();
+  const { pod, base } = await startPod(t, { serviceTimeMs: { min: 10, max: 10 }, capacity: 1, clock: late });
+  const done = Array.from({ length: 3 }, () => get(`${base}/`));
+  await until('all three inside the pod', () => pod.inFlight === 3);
+  const leftAt = (ms: number) => {
+    manual.advance(start + ms - manual.now());
+    return pod.inFlight;
+  };
+  t.equal(leftAt(14), 3, 'the first is due at 10 ms, but its timer fires at 15');
+  t.equal(leftAt(15), 2, 'answered 5 ms late');
+  t.equal(leftAt(25), 1, 'the second started at 10 ms, when the slot fell free: due at 20, answered 5 ms late');
+  t.equal(leftAt(35), 0, 'the third at 35 ms, not 45: ten ms a request, however late the timers');
+  leftAt(60);
+  await Promise.all(done);
 });
 
 t.test('an aborted request gives its slot back', async (t) => {

@@ -72,7 +72,7 @@ export class EmulatedPod {
   private readonly wss: WebSocketServer;
   private readonly sockets = new Set<net.Socket>();
   private readonly timers = new Set<Timer>();
-  private readonly waiters: { grant: () => void }[] = [];
+  private readonly waiters: { grant: (freedAt: number) => void }[] = [];
   private busySlots = 0;
   private slowdown = 1;
   private ready = true;
@@ -307,11 +307,18 @@ export class EmulatedPod {
     req.resume();
     let state: 'waiting' | 'busy' | 'done' = 'waiting';
     let timer: Timer | undefined;
+    const arrivedAt = this.clock.now();
     const waiter = {
-      grant: () => {
+      /**
+       * `freedAt`: when the slot fell free. A slot falls free at its request's due time,
+       * however late this process's timer noticed: a pod has its own CPU, and a busy event
+       * loop here (proxies, relays, other pods) must delay answers, not shrink the pod's
+       * capacity by the lateness of every request it serves.
+       */
+      grant: (freedAt: number) => {
         state = 'busy';
         this.busySlots++;
-        const granted = this.clock.now();
+        const granted = Math.max(arrivedAt, freedAt);
         const due = granted + ms;
         // Node's timers truncate to whole ms and count from the loop's cached clock, so they
         // can fire up to ~2 ms early: wait out the rest, or the pod would be faster than drawn.
@@ -322,7 +329,7 @@ export class EmulatedPod {
             return;
           }
           timer = undefined;
-          release();
+          release(due);
           const text = body(round(ms));
           res.writeHead(200, {
             'content-type': 'text/plain; charset=utf-8',
@@ -333,14 +340,14 @@ export class EmulatedPod {
           });
           res.end(text);
         };
-        timer = this.after(ms, done);
+        timer = this.after(due - this.clock.now(), done);
       },
     };
-    const release = () => {
+    const release = (freedAt = this.clock.now()) => {
       if (state === 'busy') {
         state = 'done';
         this.busySlots--;
-        this.next();
+        this.next(freedAt);
       } else if (state === 'waiting') {
         state = 'done';
         const i = this.waiters.indexOf(waiter);
@@ -352,13 +359,13 @@ export class EmulatedPod {
       if (timer) this.cancel(timer);
       release();
     });
-    if (this.busySlots < this.capacity && this.waiters.length === 0) waiter.grant();
+    if (this.busySlots < this.capacity && this.waiters.length === 0) waiter.grant(arrivedAt);
     else this.waiters.push(waiter);
   }
 
-  private next(): void {
+  private next(freedAt = this.clock.now()): void {
     while (this.busySlots < this.capacity && this.waiters.length > 0 && !this.dead) {
-      this.waiters.shift()!.grant();
+      this.waiters.shift()!.grant(freedAt);
     }
   }
 
