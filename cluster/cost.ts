@@ -98,11 +98,17 @@ export interface LocalityShare {
 
 /**
  * Locality weights for one sender node (the xDS server's per-gateway view).
- * Priority 0 holds the sender's own node, unless a remote node is faster by the margin,
- * plus every remote node that is faster than the local one (so traffic blends out
- * gradually as local load grows instead of flipping all at once). Without a local pod,
- * priority 0 holds the cheapest node and those within the margin of it. Inside priority 0
- * weights are ∝ 1/cost; the other nodes follow as failover priorities, cheapest first.
+ * Priority 0 holds the sender's own node while its cost is finite, plus every remote node
+ * that is cheaper; such a node takes the share of the local cost it saves,
+ * (local − remote) ÷ local, and the local node keeps the rest. A gateway's weights hold
+ * until the next push, so they must not swing on one report: a pod a hair cheaper takes a
+ * hair of the traffic (with weights ∝ 1/cost two cloud gateways that each saw the other
+ * pod a little cheaper sent half their traffic across, and one that saw it cheaper by the
+ * margin sent all of it, then the other way round). A queue that persists keeps growing,
+ * and so does the share that leaves it. Without a local pod (or with one that costs
+ * Infinity: unreachable, or at its overload bound) priority 0 holds the cheapest node and
+ * those within the margin of it, weights ∝ 1/cost. The other nodes follow as failover
+ * priorities, cheapest first.
  */
 export function localityShares(
   senderNode: string,
@@ -121,25 +127,32 @@ export function localityShares(
   if (byCost.length === 0) return [];
   const cheapest = byCost[0][1];
   const localCost = best.get(senderNode);
+  const local = localCost !== undefined && Number.isFinite(localCost) ? localCost : undefined;
   const inFirst = ([node, cost]: [string, number]): boolean => {
-    if (localCost !== undefined && Number.isFinite(localCost)) {
-      if (node === senderNode) return !remoteIsFaster(localCost, cheapest, pref);
-      return cost < localCost;
-    }
+    if (local !== undefined) return node === senderNode || cost < local;
     return cost <= cheapest + Math.max(pref.marginMs, pref.marginRatio * cheapest);
   };
   const first = byCost.filter(inFirst);
   const rest = byCost.filter((e) => !first.includes(e));
-  const inv = first.map(([, c]) => 1 / Math.max(c, 0.1));
-  const sum = inv.reduce((a, b) => a + b, 0);
+  const raw = local === undefined ? first.map(([, c]) => 1 / Math.max(c, 0.1)) : savedShares(senderNode, local, first);
+  const sum = raw.reduce((a, b) => a + b, 0);
   const shares: LocalityShare[] = first.map(([node, costMs], i) => ({
     node,
     costMs,
-    weight: Math.max(1, Math.round((inv[i] / sum) * 100)),
+    weight: Math.max(1, Math.round((raw[i]! / sum) * 100)),
     priority: 0,
   }));
   rest.forEach(([node, costMs], i) => shares.push({ node, costMs, weight: 1, priority: i + 1 }));
   return shares;
+}
+
+/** Each cheaper remote node's share of what it saves, (local − remote) ÷ local; the local node the rest. */
+function savedShares(senderNode: string, localCost: number, first: readonly [string, number][]): number[] {
+  const saved = first.map(([node, cost]) => (node === senderNode ? 0 : Math.max(0, localCost - cost) / Math.max(localCost, 0.1)));
+  const total = saved.reduce((a, b) => a + b, 0);
+  // Several cheaper nodes together take at most 99 %: the local node stays in priority 0.
+  const scale = total > 0.99 ? 0.99 / total : 1;
+  return first.map(([node], i) => (node === senderNode ? 1 - total * scale : saved[i]! * scale));
 }
 
 /**

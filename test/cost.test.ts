@@ -32,11 +32,15 @@ t.test('an idle local pod keeps all traffic local; remotes are failover prioriti
   t.same(shares.filter((s) => s.node !== 'node3').map((s) => s.priority).sort(), [1, 2], 'remote nodes are contiguous failover priorities');
 });
 
-t.test('spills when the local queue makes waiting longer than the round trip, returns when load falls', async (t) => {
-  // 60 in flight over 4 slots of 4 ms: 57 ms wait + 4 ms service = 61 ms > 54 ms + margin.
+t.test('spills when the local queue makes waiting longer than the round trip, in proportion, and returns when load falls', async (t) => {
+  // 60 in flight over 4 slots of 4 ms: 57 ms wait + 4 ms service = 61 ms; each remote 54 ms saves 7/61.
   const busy = localityShares('node3', [pod('node3', 0, 60), pod('node1', 50, 0), pod('node2', 50, 0)]);
-  t.same(busy.filter((s) => s.priority === 0).map((s) => s.node).sort(), ['node1', 'node2'], 'the remote pods take over');
-  t.equal(busy.find((s) => s.node === 'node3')!.priority, 1, 'local becomes the failover');
+  const weight = (node: string) => busy.find((s) => s.node === node && s.priority === 0)?.weight;
+  t.same([weight('node1'), weight('node2')], [11, 11], 'each remote takes the share of the local cost it saves: 7/61');
+  t.equal(weight('node3'), 77, 'local keeps the rest, at priority 0');
+  // Much busier: the share that leaves grows with the queue.
+  const busier = localityShares('node3', [pod('node3', 0, 400), pod('node1', 50, 0)]);
+  t.same(busier.filter((s) => s.priority === 0).map((s) => [s.node, s.weight]), [['node1', 87], ['node3', 13]], '401 ms locally: the remote saves 347/401');
   // Moderately busy: local (33 ms) still cheaper than remote (54 ms).
   const moderate = localityShares('node3', [pod('node3', 0, 32), pod('node1', 50, 0)]);
   t.same(moderate.filter((s) => s.priority === 0).map((s) => s.node), ['node3']);
@@ -45,13 +49,24 @@ t.test('spills when the local queue makes waiting longer than the round trip, re
   t.same(calm.filter((s) => s.priority === 0).map((s) => s.node), ['node3'], 'back to local');
 });
 
-t.test('between local and remote the shares blend instead of flipping', async (t) => {
-  // Local 55.5 ms vs remote 54 ms: remote is faster, but not by the margin.
-  const s = localityShares('node3', [pod('node3', 0, 54), pod('node1', 50, 0)]);
-  const p0 = s.filter((x) => x.priority === 0);
-  t.same(p0.map((x) => x.node).sort(), ['node1', 'node3'], 'both share priority 0');
-  t.ok(Math.abs(p0[0].weight - p0[1].weight) <= 4, 'weights ∝ 1/cost, nearly equal here');
-  t.ok(p0.every((x) => x.weight >= 1), 'every priority-0 locality has weight ≥ 1');
+t.test('a remote pod a little cheaper takes a little of the traffic, not half of it', async (t) => {
+  // Two cloud pods 0.5 ms apart; the local one has 1 request waiting over 3 slots of 4 ms.
+  const s = localityShares('node1', [pod('node1', 0, 3, { capacity: 3 }), pod('node2', 0.5, 0, { capacity: 3 })]);
+  const p0 = new Map(s.filter((x) => x.priority === 0).map((x) => [x.node, x.weight]));
+  t.same([...p0.keys()].sort(), ['node1', 'node2'], 'both share priority 0');
+  t.same([p0.get('node1'), p0.get('node2')], [84, 16], 'local 5.33 ms, remote 4.5 ms: the remote saves 0.83/5.33');
+  // Local 55 ms (51 ms wait + 4) vs remote 54 ms: 1/55 leaves.
+  const wan = localityShares('node3', [pod('node3', 0, 54), pod('node1', 50, 0)]);
+  t.same(wan.filter((x) => x.priority === 0).map((x) => [x.node, x.weight]).sort(), [['node1', 2], ['node3', 98]]);
+  t.ok(s.every((x) => x.weight >= 1), 'every priority-0 locality has weight ≥ 1');
+});
+
+t.test('a local pod that costs Infinity leaves priority 0: the cheapest nodes take over', async (t) => {
+  const overloaded = localityShares('node3', [pod('node3', 0, 4, { capacity: 1, offeredUtilization: 1.5 }), pod('node1', 50, 0), pod('node2', 51, 0)]);
+  t.same(overloaded.filter((s) => s.priority === 0).map((s) => s.node).sort(), ['node1', 'node2'], 'at its overload bound the local pod is no choice');
+  t.equal(overloaded.find((s) => s.node === 'node3')?.priority, undefined, 'and not a failover either (its cost is not finite)');
+  const unreachable = localityShares('node3', [pod('node3', 0, 0, { reachable: false }), pod('node1', 50, 0)]);
+  t.same(unreachable.filter((s) => s.priority === 0).map((s) => s.node), ['node1']);
 });
 
 t.test('without a local pod the cheapest nodes share priority 0', async (t) => {

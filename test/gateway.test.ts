@@ -214,7 +214,7 @@ t.test('the edge pod slowed under load: traffic spills to the cloud through the 
   t.pass('back on node3');
   await load.stop();
   const pushes = (await edsResponses()) - before;
-  t.ok(pushes >= 2, `node3's gateway got ${pushes} new assignments (weights moved) during the run`);
+  t.ok(pushes >= 1, `node3's gateway got ${pushes} new assignments (its proxy entered the path) during the run`);
   t.same(load.failures, [], `none of ${load.all.total} requests failed while the weights changed`);
 });
 
