@@ -98,6 +98,19 @@ function intended(dump: Obj): Record<Short, Map<string, Obj>> {
   };
 }
 
+/** The version chikai serves the node now for one type (its config_dump's version_info). */
+function servedVersion(dump: Obj, short: Short): string | undefined {
+  const sectionOf: Record<Short, string> = { CDS: 'ClustersConfigDump', EDS: 'EndpointsConfigDump', LDS: 'ListenersConfigDump', RDS: 'RoutesConfigDump' };
+  const s = section(dump, sectionOf[short]);
+  if (typeof s['version_info'] === 'string') return s['version_info'];
+  const first = asObj(asList(s['dynamic_endpoint_configs'] ?? s['dynamic_route_configs'])[0]);
+  return typeof first['version_info'] === 'string' ? first['version_info'] : undefined;
+}
+
+function newerServed(served: string | undefined, acked: string | undefined): boolean {
+  return served !== undefined && served !== '' && served !== acked;
+}
+
 /** What the gateway's Envoy holds, from its admin's config_dump?include_eds. */
 function held(dump: Obj): Record<Short, Held> {
   const clusters = section(dump, 'ClustersConfigDump');
@@ -238,7 +251,8 @@ function typeStatusOf(t: TypeStatus | undefined): Pick<TypeSync, 'acked_version'
 
 /** The status of one gateway node, from the xDS admin and the gateway's Envoy admin. */
 export async function gatewayStatus(node: string, client: ClientStatus | undefined, xdsAdmin: string, envoyAdmin: string | undefined): Promise<GatewayStatus> {
-  const want = intended(await getJson(`http://${xdsAdmin}/config_dump?node=${encodeURIComponent(node)}`, 'the xDS admin server'));
+  const served = await getJson(`http://${xdsAdmin}/config_dump?node=${encodeURIComponent(node)}`, 'the xDS admin server');
+  const want = intended(served);
   let have: Record<Short, Held> | undefined;
   let adminError: string | undefined;
   if (!envoyAdmin) adminError = 'no Envoy admin address given (--gateway-admin)';
@@ -257,7 +271,8 @@ export async function gatewayStatus(node: string, client: ClientStatus | undefin
     let differences: string[] = [];
     if (!client || !t || (!t.sent_version && !t.acked_version)) state = 'NOT SENT';
     else if (t.nacked) state = 'NACKED';
-    else if (t.awaiting_ack || t.acked_version !== t.sent_version) state = 'STALE';
+    // A version served since the client list was read is on its way (two reads, not one moment).
+    else if (t.awaiting_ack || t.acked_version !== t.sent_version || newerServed(servedVersion(served, short), t.acked_version)) state = 'STALE';
     else if (!have) state = 'UNCHECKED';
     else {
       differences = compareType(short, url, want[short], have[short], t.acked_version);

@@ -4,7 +4,10 @@
 // gateway.test.ts.)
 import t from 'tap';
 import { execFile } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { gatewayStatus } from '../gateway/status.js';
 import { ENDPOINT_TYPE } from '../xds/protos.js';
 import { SotwClient, testNode } from './fixtures/xds/ads-client.js';
 import { testModel } from './fixtures/xds/model.js';
@@ -57,4 +60,31 @@ t.test('bad flags and a missing xDS admin server get a clear answer', async (t) 
   const noServer = await status(['--xds-admin', '127.0.0.1:1']);
   t.equal(noServer.code, 2);
   t.match(noServer.stderr, /^chikai: cannot reach the xDS admin server at http:\/\/127\.0\.0\.1:1\/clients .*npm start/m);
+});
+
+t.test('a version served after the client list was read is STALE (on its way), not DIFFERS', async (t) => {
+  const model = testModel(3);
+  const { server, target, adminUrl } = await startTestServer(t, model);
+  const c = new SotwClient(target, testNode('node1'));
+  t.teardown(() => c.close());
+  c.setNames(ENDPOINT_TYPE, ['default/hello-00001']);
+  c.subscribe(ENDPOINT_TYPE, ['default/hello-00001']);
+  const first = await c.next(ENDPOINT_TYPE);
+  c.ack(first);
+  await until('the ACK recorded', () => server.clients()[0]?.types['EDS']?.acked_version === first.version);
+  const xdsAdmin = adminUrl.replace('http://', '');
+  // What this gateway's Envoy holds: the first version (the xDS admin's dump has Envoy's shape).
+  const held = await (await fetch(`${adminUrl}/config_dump?node=node1`)).text();
+  const envoy = http.createServer((_req, res) => res.end(held));
+  await new Promise<void>((r) => envoy.listen(0, '127.0.0.1', r));
+  t.teardown(() => envoy.close());
+  const envoyAdmin = `127.0.0.1:${(envoy.address() as AddressInfo).port}`;
+  // The client list as status read it, then a change the server serves before the dumps are read.
+  const client = server.clients()[0];
+  t.equal((await gatewayStatus('node1', client, xdsAdmin, envoyAdmin)).types.EDS.state, 'SYNCED', 'before the change: in sync');
+  model.setReady('hello-00001-node3', false);
+  await c.next(ENDPOINT_TYPE);
+  const s = await gatewayStatus('node1', client, xdsAdmin, envoyAdmin);
+  t.equal(s.types.EDS.state, 'STALE', 'the new assignment is on its way');
+  t.same(s.types.EDS.differences, [], 'no difference reported for a push in flight');
 });
