@@ -43,6 +43,7 @@ function bootstrap(port: number, adminPort: number, backendPort: number): JsonOb
 
 export interface RunningEnvoy {
   readonly port: number;
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -57,7 +58,7 @@ export async function startEnvoyForwarder(binary: string, backendPort: number): 
     };
     try {
       await envoy.ready();
-      return { port, stop };
+      return { port, pid: envoy.pid, stop };
     } catch (err) {
       await stop();
       // A free port picked here can be taken before Envoy binds it: pick again.

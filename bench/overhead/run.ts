@@ -1,5 +1,6 @@
 // Proxy overhead: one backend, one load generator, and in turn nothing (direct), chikai's
-// node proxy, nginx and a plain http-proxy forwarder in front of it. Throughput at
+// node proxy, nginx, Envoy, a plain http-proxy forwarder and a bare node:http + undici
+// forwarder (chikai's platform without chikai) in front of it. Throughput at
 // saturation (closed loop) and latency at a fixed moderate open-loop rate; every target
 // is measured in interleaved rounds so a noisy neighbour hurts all of them alike.
 //
@@ -7,7 +8,7 @@
 // each run in their own process (three processes on this machine's two cores for every
 // forwarder, two for direct).
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,12 +21,13 @@ import { percentile, round, sorted } from '../stats.js';
 import { ensureNginx, startNginx } from './nginx.js';
 import { startEnvoyForwarder } from './envoy.js';
 import { ensureEnvoy } from '../../gateway/envoy-binary.js';
+import { procStats } from '../proc.js';
 
 const HERE = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 const CHIKAI = fileURLToPath(new URL('../../bin/chikai.js', import.meta.url));
 const HOST = 'hello.default.svc.cluster.local';
 
-export const TARGETS = ['direct', 'chikai', 'nginx', 'envoy', 'http-proxy'] as const;
+export const TARGETS = ['direct', 'chikai', 'nginx', 'envoy', 'http-proxy', 'node-undici'] as const;
 /** Another build of chikai measured in the same run (before/after a change): CHIKAI_BENCH_BASELINE=<its dist/bin/chikai.js>. */
 const BASELINE = 'chikai-baseline';
 type Target = (typeof TARGETS)[number] | typeof BASELINE;
@@ -37,11 +39,35 @@ export interface OverheadRow {
   /** Latency at the fixed moderate rate, ms (median of the rounds). */
   readonly p50_ms: number;
   readonly p99_ms: number;
+  /** CPU the forwarder's process spent per request at saturation, µs (median of the rounds; none for direct). */
+  readonly cpu_us_per_request: number | undefined;
 }
 
 interface Running {
   readonly url: string;
+  /** The process that forwards (nginx: its one worker); none for direct. */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
+}
+
+/** nginx's worker: the master's one child. */
+function nginxWorker(master: number | undefined): number | undefined {
+  if (master === undefined) return undefined;
+  try {
+    const children = readFileSync(`/proc/${master}/task/${master}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    return children.length === 1 ? Number(children[0]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function cpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    return procStats(pid).cpuMs;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A child that reports its port over IPC as `{port}`. */
@@ -91,6 +117,7 @@ proxy: { policy: chikai, drainSeconds: 0 }
   child.stdout!.resume();
   return {
     url: `http://127.0.0.1:${port}/`,
+    pid: child.pid,
     async stop() {
       // SIGINT drains (0 s here) and exits 0, which also writes the CPU profile.
       await stopChild(child, 'SIGINT');
@@ -126,25 +153,30 @@ export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput>
   const backend = await forkWithPort(HERE('./backend.js'));
   const direct = `http://127.0.0.1:${backend.port}/`;
   const start: Record<Target, () => Promise<Running>> = {
-    direct: async () => ({ url: direct, stop: async () => undefined }),
+    direct: async () => ({ url: direct, pid: undefined, stop: async () => undefined }),
     chikai: () => startChikai(backend.port, cpuProfDir),
     [BASELINE]: () => startChikai(backend.port, undefined, baselineBin),
     nginx: async () => {
       const n = await startNginx(nginxBinary, backend.port);
-      return { url: `http://127.0.0.1:${n.port}/`, stop: () => n.stop() };
+      return { url: `http://127.0.0.1:${n.port}/`, pid: nginxWorker(n.pid), stop: () => n.stop() };
     },
     envoy: async () => {
       const e = await startEnvoyForwarder(envoyBinary, backend.port);
-      return { url: `http://127.0.0.1:${e.port}/`, stop: () => e.stop() };
+      return { url: `http://127.0.0.1:${e.port}/`, pid: e.pid, stop: () => e.stop() };
     },
     'http-proxy': async () => {
       const f = await forkWithPort(HERE('./http-proxy-forwarder.js'), [direct]);
-      return { url: `http://127.0.0.1:${f.port}/`, stop: () => stopChild(f.child) };
+      return { url: `http://127.0.0.1:${f.port}/`, pid: f.child.pid, stop: () => stopChild(f.child) };
+    },
+    'node-undici': async () => {
+      const f = await forkWithPort(HERE('./node-undici-forwarder.js'), [direct]);
+      return { url: `http://127.0.0.1:${f.port}/`, pid: f.child.pid, stop: () => stopChild(f.child) };
     },
   };
   const rps = new Map<Target, number[]>(targets.map((t) => [t, []]));
   const p50 = new Map<Target, number[]>(targets.map((t) => [t, []]));
   const p99 = new Map<Target, number[]>(targets.map((t) => [t, []]));
+  const cpu = new Map<Target, number[]>(targets.map((t) => [t, []]));
   const errors = new Map<Target, number>(targets.map((t) => [t, 0]));
   try {
     for (let round = 1; round <= s.rounds; round++) {
@@ -152,7 +184,10 @@ export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput>
         const running = await start[target]();
         try {
           await load.closed([{ name: 'warm-up', url: running.url, host: HOST, connections: s.saturationConnections, seconds: 2 }]);
+          const cpuBefore = cpuMs(running.pid);
           const [sat] = await load.closed([{ name: target, url: running.url, host: HOST, connections: s.saturationConnections, seconds: s.seconds }]);
+          const cpuAfter = cpuMs(running.pid);
+          if (cpuBefore !== undefined && cpuAfter !== undefined && sat!.completed > 0) cpu.get(target)!.push((1000 * (cpuAfter - cpuBefore)) / sat!.completed);
           // Latency without queueing in front of the forwarder: one connection, one request
           // at a time, capped at the moderate rate (a burst of many connections would
           // measure queueing, which the saturation run already covers).
@@ -163,7 +198,7 @@ export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput>
           p50.get(target)!.push(percentile(lat, 50));
           p99.get(target)!.push(percentile(lat, 99));
           errors.set(target, errors.get(target)! + sat!.errors + mod!.errors);
-          ctx.log(`[overhead round ${round}/${s.rounds}] ${target}: ${satRps.toFixed(0)} req/s at saturation (${s.saturationConnections} connections); at ${s.moderateRps} req/s p50 ${percentile(lat, 50).toFixed(3)} ms p99 ${percentile(lat, 99).toFixed(3)} ms; errors ${sat!.errors + mod!.errors}${sat!.errors + mod!.errors > 0 ? ` ${JSON.stringify({ ...sat!.errorKinds, ...mod!.errorKinds })}` : ''}`);
+          ctx.log(`[overhead round ${round}/${s.rounds}] ${target}: ${satRps.toFixed(0)} req/s at saturation (${s.saturationConnections} connections${cpu.get(target)!.length === round ? `, forwarder CPU ${cpu.get(target)!.at(-1)!.toFixed(1)} µs/request` : ''}); at ${s.moderateRps} req/s p50 ${percentile(lat, 50).toFixed(3)} ms p99 ${percentile(lat, 99).toFixed(3)} ms; errors ${sat!.errors + mod!.errors}${sat!.errors + mod!.errors > 0 ? ` ${JSON.stringify({ ...sat!.errorKinds, ...mod!.errorKinds })}` : ''}`);
         } finally {
           await running.stop();
         }
@@ -179,6 +214,7 @@ export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput>
     rps: round(median(rps.get(target)!), 0),
     p50_ms: round(median(p50.get(target)!), 3),
     p99_ms: round(median(p99.get(target)!), 3),
+    cpu_us_per_request: cpu.get(target)!.length > 0 ? round(median(cpu.get(target)!), 1) : undefined,
   }));
   return { rows, markdown: overheadMarkdown(rows, s, errors, rps), charts: { rps: overheadChart(rows) } };
 }
@@ -193,16 +229,18 @@ function overheadMarkdown(rows: readonly OverheadRow[], s: Settings, errors: Map
     `One backend (Node.js http, answers at once), one load generator (autocannon in its own process); in front of the ` +
     `backend in turn: nothing (direct), chikai's proxy (\`chikai proxy\`, policy chikai, one endpoint), nginx-light ` +
     `(one worker, upstream keep-alive), Envoy 1.37 (the gateways' binary, \`--concurrency 1\`, a static bootstrap: one ` +
-    `listener, one route, one STATIC cluster) and http-proxy (keep-alive agent), each in its own process` +
+    `listener, one route, one STATIC cluster), http-proxy (keep-alive agent) and node-undici (Node's HTTP server and an ` +
+    `undici Pool's \`dispatch\`, chikai's platform with no logic: \`bench/overhead/node-undici-forwarder.ts\`), each in its own process` +
     `${rows.some((r) => r.target === BASELINE) ? ` (\`${BASELINE}\`: chikai built from an earlier commit, for a before/after in one run)` : ''}. Throughput: ` +
     `${s.saturationConnections} connections, closed loop, ${s.seconds} s. Latency: ${s.moderateRps} requests/s on one ` +
     `connection, one request at a time (autocannon \`overallRate\`), ${s.seconds} s: the time a forwarder adds to a request, without queueing. ` +
+    `Forwarder CPU: user + system time of the forwarder's process (nginx: its worker) from /proc over the throughput run, per request. ` +
     `Median of ${s.rounds} interleaved round${s.rounds > 1 ? 's' : ''}.\n`,
   );
   out.push(table(
-    ['target', 'req/s', '× direct', '× nginx', 'p50 ms', 'p50 added over direct, ms', 'p99 ms', 'errors', 'req/s every round'],
+    ['target', 'req/s', '× direct', '× nginx', 'forwarder CPU µs/request', 'p50 ms', 'p50 added over direct, ms', 'p99 ms', 'errors', 'req/s every round'],
     rows.map((r) => [
-      r.target, r.rps, ratio(r.rps, direct?.rps), ratio(r.rps, nginx?.rps), num(r.p50_ms, 3), num(direct ? r.p50_ms - direct.p50_ms : undefined, 3), num(r.p99_ms, 3), errors.get(r.target) ?? 0,
+      r.target, r.rps, ratio(r.rps, direct?.rps), ratio(r.rps, nginx?.rps), num(r.cpu_us_per_request, 1), num(r.p50_ms, 3), num(direct ? r.p50_ms - direct.p50_ms : undefined, 3), num(r.p99_ms, 3), errors.get(r.target) ?? 0,
       all.get(r.target)!.map((x) => x.toFixed(0)).join(', '),
     ]),
     ['l'],

@@ -13,7 +13,7 @@ import { round } from '../stats.js';
 import { SimulatedGateway } from './gateway.js';
 import { gatewayNode, benchModel } from './model.js';
 import { writePeerResources } from './peer-resources.js';
-import { procStats } from './proc.js';
+import { procStats } from '../proc.js';
 import { runLoadReports, type LoadReportRow } from './loadreports/run.js';
 import { goControlPlaneBinary, startChikai, startGoControlPlane, type ServerName, type ServerUnderTest } from './servers.js';
 

@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { num, ratio, table } from '../../report/markdown.js';
 import { round } from '../../stats.js';
-import { procStats } from '../proc.js';
+import { procStats } from '../../proc.js';
 import type { ProxiesCommand, ProxiesReply, ReceiverCommand, ReceiverReply, ReportMode } from './protocol.js';
 import { INTERVAL_MS } from './protocol.js';
 import { REVISIONS } from './simulated.js';

@@ -1,5 +1,5 @@
 // CPU time and resident memory of a process, read from /proc the same way for every
-// server under test (Node.js or Go).
+// server or forwarder under test (Node.js, Go, nginx or Envoy).
 import { readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux). */
