@@ -33,7 +33,9 @@ class Relay implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(): void {
-    if (!this.res.headersSent) this.res.writeHead(502);
+    // A response cut short must not look complete to the client.
+    if (this.res.headersSent) return void this.res.destroy();
+    this.res.writeHead(502);
     this.res.end();
   }
 }
