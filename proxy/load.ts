@@ -96,8 +96,8 @@ export class NodeLoadTracker implements LoadView {
     const rev = snap.revision(revKey);
     let slots = 0;
     let work = 0;
-    for (const e of snap.readyEndpoints(revKey)) {
-      if (e.node !== this.node) continue;
+    for (const e of snap.endpoints(revKey)) {
+      if (!e.ready || e.node !== this.node) continue;
       const cap = podCapacity(rev, e.pod, this);
       slots += cap;
       work += cap * (this.pods.get(e.pod)?.workMs ?? this.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS);

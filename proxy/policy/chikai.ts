@@ -7,6 +7,8 @@ import { leastCost, type Random } from './choosers.js';
 import { expectedCompletion } from './load-metrics.js';
 import type { PickContext, Policy } from './policy.js';
 
+const byCost = (p: { readonly cost: number }): number => p.cost;
+
 export class ChikaiPolicy implements Policy {
   readonly name = 'chikai';
 
@@ -17,11 +19,13 @@ export class ChikaiPolicy implements Policy {
 
   pick(candidates: readonly EndpointState[], ctx: PickContext): EndpointState | undefined {
     if (candidates.length === 0) return undefined;
+    // Each candidate priced once (the cost model reads the load view, per request).
     const cost = expectedCompletion(ctx);
-    const best = leastCost(candidates, cost, this.random);
-    const local = leastCost(candidates.filter((c) => c.node === ctx.node), cost, this.random);
-    if (local && !remoteIsFaster(local.cost, best!.cost, this.preference)) return local.item;
+    const priced = candidates.map((item) => ({ item, cost: cost(item) }));
+    const best = leastCost(priced, byCost, this.random);
+    const local = leastCost(priced.filter((p) => p.item.node === ctx.node), byCost, this.random);
+    if (local && !remoteIsFaster(local.cost, best!.cost, this.preference)) return local.item.item;
     // Every candidate unreachable: still try one rather than hold the request forever.
-    return best?.item ?? candidates[Math.floor(this.random() * candidates.length)];
+    return best?.item.item ?? candidates[Math.floor(this.random() * candidates.length)];
   }
 }
