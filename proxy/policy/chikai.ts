@@ -21,11 +21,11 @@ export class ChikaiPolicy implements Policy {
     if (candidates.length === 0) return undefined;
     // Each candidate priced once (the cost model reads the load view, per request).
     const cost = expectedCompletion(ctx);
-    const priced = candidates.map((item) => ({ item, cost: cost(item) }));
+    const priced = candidates.map((endpoint) => ({ endpoint, cost: cost(endpoint) }));
     const best = leastCost(priced, byCost, this.random);
-    const local = leastCost(priced.filter((p) => p.item.node === ctx.node), byCost, this.random);
-    if (local && !remoteIsFaster(local.cost, best!.cost, this.preference)) return local.item.item;
+    const local = leastCost(priced.filter((p) => p.endpoint.node === ctx.node), byCost, this.random);
+    if (local && !remoteIsFaster(local.cost, best!.cost, this.preference)) return local.item.endpoint;
     // Every candidate unreachable: still try one rather than hold the request forever.
-    return best?.item.item ?? candidates[Math.floor(this.random() * candidates.length)];
+    return best?.item.endpoint ?? candidates[Math.floor(this.random() * candidates.length)];
   }
 }
