@@ -2,7 +2,7 @@
 // shows with Envoy's error and the version kept, an admin that does not answer is named,
 // and both make the exit code 1. (The in-sync and stale cases run against real Envoys in
 // gateway.test.ts.)
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,15 +23,21 @@ function status(args: string[]): Promise<{ code: number; stdout: string; stderr:
   });
 }
 
-t.test('a NACKed assignment shows with Envoy\'s error; an unreachable gateway admin is named; exit 1', async (t) => {
+/** The xDS server and node1's gateway, subscribed to hello's assignment and holding (ACKing) the first one. */
+async function gatewayHoldingFirstAssignment(t: Test) {
   const model = testModel(3);
   const { server, target, adminUrl } = await startTestServer(t, model);
   const c = new SotwClient(target, testNode('node1'));
   t.teardown(() => c.close());
   c.setNames(ENDPOINT_TYPE, ['default/hello-00001']);
   c.subscribe(ENDPOINT_TYPE, ['default/hello-00001']);
-  const good = await c.next(ENDPOINT_TYPE);
-  c.ack(good);
+  const first = await c.next(ENDPOINT_TYPE);
+  c.ack(first);
+  return { model, server, adminUrl, c, first };
+}
+
+t.test('a NACKed assignment shows with Envoy\'s error; an unreachable gateway admin is named; exit 1', async (t) => {
+  const { model, server, adminUrl, c, first: good } = await gatewayHoldingFirstAssignment(t);
   model.setReady('hello-00001-node3', false);
   const bad = await c.next(ENDPOINT_TYPE);
   c.nack(bad, good.version, 'cluster default/hello-00001: test says no');
@@ -63,14 +69,7 @@ t.test('bad flags and a missing xDS admin server get a clear answer', async (t) 
 });
 
 t.test('a version served after the client list was read is STALE (on its way), not DIFFERS', async (t) => {
-  const model = testModel(3);
-  const { server, target, adminUrl } = await startTestServer(t, model);
-  const c = new SotwClient(target, testNode('node1'));
-  t.teardown(() => c.close());
-  c.setNames(ENDPOINT_TYPE, ['default/hello-00001']);
-  c.subscribe(ENDPOINT_TYPE, ['default/hello-00001']);
-  const first = await c.next(ENDPOINT_TYPE);
-  c.ack(first);
+  const { model, server, adminUrl, c, first } = await gatewayHoldingFirstAssignment(t);
   await until('the ACK recorded', () => server.clients()[0]?.types['EDS']?.acked_version === first.version);
   const xdsAdmin = adminUrl.replace('http://', '');
   // What this gateway's Envoy holds: the first version (the xDS admin's dump has Envoy's shape).
