@@ -40,6 +40,27 @@ export const SUSTAINED_OVERLOAD = 0.9;
  */
 export const OVERLOAD_REQUESTS_PER_SLOT = 4;
 
+/**
+ * The work a node offers its pods of a revision over what they serve: requests arriving per
+ * second × the pods' time per request ÷ their slots (1 means every slot busy all the time).
+ * Undefined without a slot to serve on.
+ */
+export function offeredUtilization(arrivalsPerSecond: number, pods: readonly { readonly slots: number; readonly msPerRequest: number }[]): number | undefined {
+  let slots = 0;
+  let work = 0;
+  for (const p of pods) {
+    slots += p.slots;
+    work += p.slots * p.msPerRequest;
+  }
+  if (slots <= 0) return undefined;
+  return (arrivalsPerSecond * (work / slots)) / 1000 / slots;
+}
+
+/** Whether arrivals keep up with (or outrun) what the node's pods serve (`SUSTAINED_OVERLOAD`). */
+export function inSustainedOverload(offered: number | undefined): boolean {
+  return (offered ?? 0) >= SUSTAINED_OVERLOAD;
+}
+
 /** Whether a pod holds its bound of requests under sustained overload (if the overload is there). */
 export function atOverloadBound(inFlight: number, capacity: number): boolean {
   return inFlight >= OVERLOAD_REQUESTS_PER_SLOT * Math.max(1, capacity);
@@ -64,7 +85,7 @@ export function expectedWaitMs(inFlight: number, capacity: number, serviceTimeMs
  */
 export function expectedCompletionMs(p: PodCostInput): number {
   if (!p.reachable) return Number.POSITIVE_INFINITY;
-  if ((p.offeredUtilization ?? 0) >= SUSTAINED_OVERLOAD && atOverloadBound(p.inFlight, p.capacity)) {
+  if (inSustainedOverload(p.offeredUtilization) && atOverloadBound(p.inFlight, p.capacity)) {
     return Number.POSITIVE_INFINITY;
   }
   return p.rttMs + expectedWaitMs(p.inFlight, p.capacity, p.serviceTimeMs) + p.serviceTimeMs;
@@ -153,20 +174,4 @@ function savedShares(senderNode: string, localCost: number, first: readonly [str
   // Several cheaper nodes together take at most 99 %: the local node stays in priority 0.
   const scale = total > 0.99 ? 0.99 / total : 1;
   return first.map(([node], i) => (node === senderNode ? 1 - total * scale : saved[i]! * scale));
-}
-
-/**
- * How full the sender node's own pods are: the requests at them (every sender's) over the
- * requests they serve in parallel. 1 means every slot is taken, so the next local request
- * queues. Undefined when the sender's node has no reachable pod.
- */
-export function localUtilization(senderNode: string, pods: readonly PodCostInput[]): number | undefined {
-  let inFlight = 0;
-  let capacity = 0;
-  for (const p of pods) {
-    if (p.node !== senderNode || !p.reachable) continue;
-    inFlight += p.inFlight;
-    capacity += Math.max(1, p.capacity);
-  }
-  return capacity > 0 ? inFlight / capacity : undefined;
 }

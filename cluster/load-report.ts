@@ -107,8 +107,10 @@ export class ReportedLoad implements LoadView {
   private readonly podsByName = new Map<string, Map<string, PodReport>>();
   /** Per reporter, the pods it has a non-idle report for. */
   private readonly podsOf = new Map<string, Set<string>>();
+  /** Per gateway node, the requests per second it sent for each revision in its last report. */
+  private readonly arrivalsByNode = new Map<string, ReadonlyMap<string, number>>();
   private readonly listeners = new Set<(change: LoadChange) => void>();
-  private pending: { pods: Set<string>; fromNodes: Set<string> } | undefined;
+  private pending: { pods: Set<string>; fromNodes: Set<string>; revisions: Set<string> } | undefined;
 
   constructor(private readonly fallback: LoadView) {}
 
@@ -149,8 +151,28 @@ export class ReportedLoad implements LoadView {
     }
   }
 
-  /** Drops everything `reporter` said (its stream ended). */
+  /**
+   * What `node`'s gateway sent per revision over its last interval, requests per second (its
+   * reports are complete: a revision left out got nothing). Listeners hear of a revision
+   * whose rate moved by more than a tenth: the rate decides whether the gateway goes through
+   * its proxy, a threshold a small move does not cross.
+   */
+  replaceArrivals(node: string, arrivals: ReadonlyMap<string, number>): void {
+    const before = this.arrivalsByNode.get(node) ?? new Map<string, number>();
+    for (const rev of new Set([...before.keys(), ...arrivals.keys()])) {
+      if (!near(before.get(rev) ?? 0, arrivals.get(rev) ?? 0, 0, 0.1)) this.moved().revisions.add(rev);
+    }
+    if (arrivals.size === 0) this.arrivalsByNode.delete(node);
+    else this.arrivalsByNode.set(node, arrivals);
+  }
+
+  arrivalsPerSecond(revKey: string, node: string): number | undefined {
+    return this.arrivalsByNode.get(node)?.get(revKey) ?? this.fallback.arrivalsPerSecond?.(revKey, node);
+  }
+
+  /** Drops everything `reporter` said (its stream ended, or a gateway's went quiet). */
   forget(reporter: string): void {
+    if (reporter.startsWith(GATEWAY_REPORTER_PREFIX)) this.replaceArrivals(reporter.slice(GATEWAY_REPORTER_PREFIX.length), new Map());
     if (this.peersByReporter.delete(reporter)) this.moved().fromNodes.add(reporter);
     for (const pod of this.podsOf.get(reporter) ?? []) {
       const byReporter = this.podsByName.get(pod);
@@ -182,9 +204,9 @@ export class ReportedLoad implements LoadView {
     return () => this.listeners.delete(listener);
   }
 
-  private moved(): { pods: Set<string>; fromNodes: Set<string> } {
+  private moved(): { pods: Set<string>; fromNodes: Set<string>; revisions: Set<string> } {
     if (!this.pending) {
-      this.pending = { pods: new Set(), fromNodes: new Set() };
+      this.pending = { pods: new Set(), fromNodes: new Set(), revisions: new Set() };
       setImmediate(() => {
         const change = this.pending!;
         this.pending = undefined;
@@ -234,6 +256,22 @@ export class ReportedLoad implements LoadView {
       n += 1;
     }
     return n > 0 ? sum / n : this.fallback.serviceTimeMs(pod);
+  }
+
+  /**
+   * The pod's own time per request, as the gateways report it (theirs is the pod's ORCA
+   * figure: no network, no queue; a proxy's service time counts the wait at the pod too, and
+   * a queue there would make the pod look busier than it is).
+   */
+  workMs(pod: string): number | undefined {
+    let sum = 0;
+    let n = 0;
+    for (const [reporter, r] of this.podsByName.get(pod) ?? []) {
+      if (r.serviceTimeMs === undefined || !reporter.startsWith(GATEWAY_REPORTER_PREFIX)) continue;
+      sum += r.serviceTimeMs;
+      n += 1;
+    }
+    return n > 0 ? sum / n : this.fallback.workMs?.(pod);
   }
 
   capacity(pod: string): number | undefined {

@@ -4,7 +4,7 @@
 // view. `podCostInputs` turns a snapshot plus a view into the cost model's inputs, so both
 // halves feed the cost model identically.
 import type { ClusterSnapshot, EndpointInfo, RevisionInfo } from './model.js';
-import { atOverloadBound, type PodCostInput } from './cost.js';
+import { atOverloadBound, offeredUtilization, type PodCostInput } from './cost.js';
 
 /** Service time assumed for a pod before anything was observed (the paper's 3–5 ms function). */
 export const DEFAULT_SERVICE_TIME_MS = 4;
@@ -13,6 +13,8 @@ export const DEFAULT_SERVICE_TIME_MS = 4;
 export interface LoadChange {
   /** Pods whose in-flight count, service time or capacity moved. */
   readonly pods: ReadonlySet<string>;
+  /** Revisions whose arrivals at some node moved. */
+  readonly revisions?: ReadonlySet<string>;
   /** Nodes whose measured RTTs or reachability to other nodes moved. */
   readonly fromNodes: ReadonlySet<string>;
 }
@@ -34,11 +36,14 @@ export interface LoadView {
   /** Requests the pod serves in parallel, when known from the pod itself. */
   capacity(pod: string): number | undefined;
   /**
-   * How much work the viewer's own node offers its pods of a revision: requests arriving
-   * per second × service time ÷ the slots of the node's ready pods (1 or more: a local queue
-   * that does not drain). Only a view that sees the node's arrivals (the node proxy's) has it.
+   * Requests for a revision arriving at `node` per second, or undefined where this view
+   * does not see them: the node proxy sees its own node's, the xDS server each gateway's
+   * (from the gateway's load reports). With the pods' slots and time per request they make
+   * the node's offered utilization (`nodeOfferedUtilization`).
    */
-  offeredUtilization?(revKey: string): number | undefined;
+  arrivalsPerSecond?(revKey: string, node: string): number | undefined;
+  /** The pod's own time per request (its ORCA report: no network, no queue), when known. */
+  workMs?(pod: string): number | undefined;
   /**
    * Tells `listener` what moved, each time something does; returns the unsubscriber. A view
    * without it may change at any time and readers re-read it periodically.
@@ -70,6 +75,23 @@ export function rttOrConfigured(load: LoadView, snapshot: ClusterSnapshot, from:
   return from === to ? 0 : load.rttMs(from, to) ?? snapshot.link(from, to).rttMs;
 }
 
+/**
+ * How much work `node` offers its ready pods of a revision (`offeredUtilization` in the cost
+ * model), where the view sees the node's arrivals; undefined elsewhere, or without a ready
+ * pod there.
+ */
+export function nodeOfferedUtilization(snapshot: ClusterSnapshot, revKey: string, node: string, load: LoadView): number | undefined {
+  const rate = load.arrivalsPerSecond?.(revKey, node);
+  if (rate === undefined) return undefined;
+  const rev = snapshot.revision(revKey);
+  const pods: { slots: number; msPerRequest: number }[] = [];
+  for (const e of snapshot.endpoints(revKey)) {
+    if (!e.ready || e.node !== node) continue;
+    pods.push({ slots: podCapacity(rev, e.pod, load), msPerRequest: load.workMs?.(e.pod) ?? load.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS });
+  }
+  return offeredUtilization(rate, pods);
+}
+
 export function podCostInput(
   snapshot: ClusterSnapshot,
   e: EndpointInfo,
@@ -90,7 +112,7 @@ export function podCostInput(
     reachable: local || load.reachable(fromNode, e.node),
     // Per request on the proxy's hot path: the node's arrivals are summed over its pods only
     // for a local pod whose queue has reached the bound, the one case the cost model reads them.
-    offeredUtilization: local && atOverloadBound(inFlight, capacity) ? load.offeredUtilization?.(e.revision) : undefined,
+    offeredUtilization: local && atOverloadBound(inFlight, capacity) ? nodeOfferedUtilization(snapshot, e.revision, fromNode, load) : undefined,
   };
 }
 

@@ -3,7 +3,7 @@
 // pod reports), each pod's in-flight requests over every proxy (PodSlots counts them), and
 // the requests arriving for each revision, which make the node's offered utilization.
 import type { Clock } from '../cluster/clock.js';
-import { DEFAULT_SERVICE_TIME_MS, podCapacity, rttOrConfigured, type LoadView } from '../cluster/load.js';
+import { DEFAULT_SERVICE_TIME_MS, rttOrConfigured, type LoadView } from '../cluster/load.js';
 import { revisionKey, type ClusterModel } from '../cluster/model.js';
 import type { OrcaLoad } from '../cluster/orca.js';
 import type { RttProber } from './rtt.js';
@@ -83,26 +83,15 @@ export class NodeLoadTracker implements LoadView {
     a.at = now;
   }
 
-  /** Requests for the revision arriving at this node per second (decayed to now). */
-  arrivalsPerSecond(revKey: string): number {
+  /** Requests for the revision arriving at this node per second (decayed to now); other nodes' this proxy does not see. */
+  arrivalsPerSecond(revKey: string, node: string): number | undefined {
+    if (node !== this.node) return undefined;
     const a = this.arrivals.get(revKey);
     return a ? 1000 * a.perMs * Math.exp(-(this.clock.now() - a.at) / ARRIVAL_TAU_MS) : 0;
   }
 
-  offeredUtilization(revKey: string): number | undefined {
-    const rate = this.arrivalsPerSecond(revKey);
-    if (rate === 0) return 0;
-    const snap = this.model.current;
-    const rev = snap.revision(revKey);
-    let slots = 0;
-    let work = 0;
-    for (const e of snap.endpoints(revKey)) {
-      if (!e.ready || e.node !== this.node) continue;
-      const cap = podCapacity(rev, e.pod, this);
-      slots += cap;
-      work += cap * (this.pods.get(e.pod)?.workMs ?? this.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS);
-    }
-    return slots > 0 ? (rate * (work / slots)) / 1000 / slots : undefined;
+  workMs(pod: string): number | undefined {
+    return this.pods.get(pod)?.workMs;
   }
 
   /** A response's headers arrived from `pod` on `node` `ttfbMs` after the request was sent. */

@@ -1,6 +1,6 @@
 // The shared cost model: one pure function family for the proxy and the xDS server.
 import t from 'tap';
-import { expectedCompletionMs, expectedWaitMs, localityShares, remoteIsFaster, type PodCostInput } from '../cluster/cost.js';
+import { expectedCompletionMs, expectedWaitMs, inSustainedOverload, localityShares, offeredUtilization, remoteIsFaster, type PodCostInput } from '../cluster/cost.js';
 
 const pod = (node: string, rttMs: number, inFlight: number, over: Partial<PodCostInput> = {}): PodCostInput => ({
   pod: `p-${node}`, node, rttMs, inFlight, capacity: 4, serviceTimeMs: 4, reachable: true, ...over,
@@ -86,4 +86,14 @@ t.test('under sustained overload a local pod holds 4 requests per slot, then cos
   t.equal(expectedCompletionMs(edge(12, undefined)), 52, 'a view that sees no arrivals (the xDS server) keeps the plain cost');
   t.ok(remoteIsFaster(expectedCompletionMs(edge(4, 1)), expectedCompletionMs(pod('node1', 50, 0, { capacity: 3 }))), 'the remote pod wins past the bound');
   t.equal(expectedCompletionMs(pod('node1', 50, 40, { capacity: 3 })), 50 + (38 / 3) * 4 + 4, 'remote pods carry no overload bound of the sender\'s node');
+});
+
+t.test('offered utilization: arrivals × the pods\' time per request ÷ their slots; sustained overload from 0.9', async (t) => {
+  t.equal(offeredUtilization(250, [{ slots: 1, msPerRequest: 4 }]), 1, 'the edge pod: 250/s × 4 ms on one slot');
+  t.equal(offeredUtilization(250, [{ slots: 3, msPerRequest: 4 }]), 1 / 3, 'a cloud pod of 3 slots: a third');
+  t.equal(offeredUtilization(300, [{ slots: 1, msPerRequest: 2 }, { slots: 1, msPerRequest: 4 }]), 0.45, 'two pods: their mean time per request over both slots');
+  t.equal(offeredUtilization(100, []), undefined, 'no pod to serve it');
+  t.notOk(inSustainedOverload(0.85), '0.85: bursts still drain');
+  t.ok(inSustainedOverload(0.9), '0.9: a queue that persists');
+  t.notOk(inSustainedOverload(undefined), 'unknown arrivals: not overloaded');
 });

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { credentials, makeGenericClientConstructor, type ClientDuplexStream } from '@grpc/grpc-js';
 import { ReportedLoad, loadReportOf, type LoadDelta } from '../cluster/load-report.js';
-import { configuredLoadView, podCostInputs, type LoadChange } from '../cluster/load.js';
+import { configuredLoadView, nodeOfferedUtilization, podCostInputs, type LoadChange } from '../cluster/load.js';
 import type { ClusterModel } from '../cluster/model.js';
 import { LoadReporter } from '../proxy/load-reporter.js';
 import { startXdsServerWithLoadReports } from '../xds/load-reports.js';
@@ -67,6 +67,19 @@ t.test('a pod\'s own node weighs it by what its own reporters saw; the others\' 
   const inFlightFrom = (node: string) => podCostInputs(m.current, 'default/hello-00001', node, view).find((i) => i.pod === P)?.inFlight;
   t.equal(inFlightFrom('node1'), 2, 'the cost model on node1 (its gateway\'s assignment) weighs its own pod by node1\'s count');
   t.equal(inFlightFrom('node2'), 6, 'from node2, by the largest');
+});
+
+t.test('a pod\'s own time per request is what the gateways report (the pod\'s ORCA figure); a proxy\'s service time counts the wait at the pod too', async (t) => {
+  const m = model();
+  const view = new ReportedLoad(configuredLoadView(() => m.current));
+  const P = 'hello-00001-node1';
+  view.apply('node3', { peers: new Map(), pods: new Map([[P, { inFlight: 5, serviceTimeMs: 29 }]]) });
+  t.equal(view.workMs(P), undefined, 'only a proxy has said something: unknown (the cost model falls back to the service time)');
+  view.replace('gateway/node1', new Map([[P, { inFlight: 2, serviceTimeMs: 4 }]]));
+  t.equal(view.workMs(P), 4, 'node1\'s gateway passed on the pod\'s 4 ms');
+  t.equal(view.serviceTimeMs(P), 16.5, 'the service time the cost model prices with still averages every reporter');
+  view.replaceArrivals('node1', new Map([['default/hello-00001', 250]]));
+  t.equal(nodeOfferedUtilization(m.current, 'default/hello-00001', 'node1', view), 1, '250/s at node1 × the pod\'s own 4 ms on one slot: 1.0, not 4.1 by the reporters\' averaged 16.5 ms');
 });
 
 t.test('over LRS a proxy sends everything once, then only what changed; a server that reconnects gets everything again', async (t) => {
@@ -144,4 +157,48 @@ t.test('a proxy report stream from a node that is not in the cluster is refused 
   t.equal(err.code, 3, 'INVALID_ARGUMENT');
   t.match(err.details, /node\.locality\.sub_zone must name a node of the cluster.*"node99"/);
   t.same(server.loadReports.reporters(), [], 'nothing recorded');
+});
+
+t.test('a gateway\'s arrivals per revision: what it issued over the report\'s interval, to pods or proxy; a rate that moves is heard, a gateway gone takes its arrivals with it', async (t) => {
+  const m = model();
+  const server = await startXdsServerWithLoadReports({ model: m, listen: { host: '127.0.0.1', port: 0 }, proxyPort: 8012, loadReportIntervalMs: 500, log: () => undefined });
+  t.teardown(() => server.close());
+  const moved: string[][] = [];
+  server.loadReports.load.onChange((c) => moved.push([...(c.revisions ?? [])]));
+  const Client = makeGenericClientConstructor(lrsServiceDefinition(), 'LoadReportingService');
+  const client = new Client(`127.0.0.1:${server.address.port}`, credentials.createInsecure()) as unknown as { StreamLoadStats(): ClientDuplexStream<LoadStatsRequest, LoadStatsResponse>; close(): void };
+  t.teardown(() => client.close());
+  const call = client.StreamLoadStats();
+  t.teardown(() => call.cancel());
+  call.on('error', () => undefined);
+  // As node3's Envoy reports (its bootstrap's node: id and locality, no chikai proxy cluster).
+  const node = { id: 'gateway-node3', cluster: 'kourier', locality: { region: 'edge', zone: 'edge-a', sub_zone: 'node3' } };
+  const locality = (subZone: string, issued: number) => ({ locality: { sub_zone: subZone }, total_issued_requests: issued, upstream_endpoint_stats: [] });
+  const report = (issued: [number, number], ms: number): LoadStatsRequest => ({
+    node,
+    cluster_stats: [{ cluster_name: 'default/hello-00001', upstream_locality_stats: [locality('node3', issued[0]), locality('node1', issued[1])], load_report_interval: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 } }],
+  });
+  const HELLO = 'default/hello-00001';
+  const rate = () => server.loadReports.load.arrivalsPerSecond(HELLO, 'node3');
+  t.equal(rate(), undefined, 'no report: unknown');
+  call.write({ node }); // Envoy's first message: who it is, no stats yet
+  call.write(report([200, 50], 1000));
+  await until('the first report', () => rate() !== undefined);
+  t.equal(rate(), 250, '200 to node3 and 50 to node1 in 1 s: 250 requests/s arrive at node3\'s gateway');
+  t.equal(server.loadReports.load.arrivalsPerSecond(HELLO, 'node1'), undefined, 'node1\'s gateway has not reported');
+  await until('listeners heard of it', () => moved.some((r) => r.includes(HELLO)));
+  const heard = moved.length;
+  call.write(report([110, 20], 500));
+  await until('the next report', () => rate() === 260);
+  t.pass('130 in half a second: 260/s');
+  call.write(report([280, 0], 1000));
+  await until('the next report', () => rate() === 280);
+  await new Promise((r) => setImmediate(r));
+  t.equal(moved.length, heard, '250 → 260 → 280/s, within a tenth each time: nobody is told');
+  call.write(report([500, 0], 1000));
+  await until('a rate that moved', () => moved.length > heard);
+  t.same(moved.at(-1), [HELLO], '280 → 500/s: the revision is rebuilt');
+  call.cancel();
+  await until('the gateway\'s stream ended', () => server.loadReports.reporters().length === 0);
+  t.equal(rate(), undefined, 'a gateway gone: its arrivals no longer count');
 });

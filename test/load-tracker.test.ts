@@ -2,7 +2,7 @@
 // service time (time to first byte minus the round trip, EWMA), which returns to the
 // default while a pod gets no traffic, and its capacity from the ORCA header.
 import t from 'tap';
-import { DEFAULT_SERVICE_TIME_MS } from '../cluster/load.js';
+import { DEFAULT_SERVICE_TIME_MS, nodeOfferedUtilization } from '../cluster/load.js';
 import { ClusterModel } from '../cluster/model.js';
 import { parseOrcaHeader } from '../cluster/orca.js';
 import { NodeLoadTracker } from '../proxy/load.js';
@@ -53,17 +53,20 @@ t.test('capacity from the pod\'s ORCA report; pods that left are forgotten', asy
 });
 
 t.test('offered utilization: arrivals per second (τ = 1 s) × the pods\' own service time ÷ the node\'s slots', async (t) => {
-  const { clock, t: tr } = tracker();
+  const { clock, model, t: tr } = tracker();
   const rev = 'default/hello-00001';
-  t.equal(tr.offeredUtilization(rev), 0, 'nothing arrived');
+  const offered = () => nodeOfferedUtilization(model.current, rev, 'node3', tr)!;
+  t.equal(offered(), 0, 'nothing arrived');
   // The local pod reports 1 slot and 4 ms of work per request (ORCA), whatever the queue adds to the time to first byte.
   tr.observe('local', 'node3', 40, parseOrcaHeader('TEXT named_metrics.capacity=1, named_metrics.service_ms=4'));
   for (let i = 0; i < 3000; i++) {
     clock.advance(4);
     tr.arrived(rev);
   }
-  t.ok(Math.abs(tr.arrivalsPerSecond(rev) - 250) < 1, `250 requests/s (${tr.arrivalsPerSecond(rev).toFixed(1)})`);
-  t.ok(Math.abs(tr.offeredUtilization(rev)! - 1) < 0.01, `250/s × 4 ms on one slot: 1.0 (${tr.offeredUtilization(rev)!.toFixed(3)})`);
+  t.ok(Math.abs(tr.arrivalsPerSecond(rev, 'node3')! - 250) < 1, `250 requests/s (${tr.arrivalsPerSecond(rev, 'node3')!.toFixed(1)})`);
+  t.ok(Math.abs(offered() - 1) < 0.01, `250/s × 4 ms on one slot: 1.0 (${offered().toFixed(3)})`);
+  t.equal(tr.arrivalsPerSecond(rev, 'node1'), undefined, 'another node\'s arrivals: not seen here');
+  t.equal(nodeOfferedUtilization(model.current, rev, 'node1', tr), undefined, 'so neither is its offered utilization');
   clock.advance(1000);
-  t.ok(Math.abs(tr.offeredUtilization(rev)! - 1 / Math.E) < 0.01, 'a second without arrivals: down to 1/e');
+  t.ok(Math.abs(offered() - 1 / Math.E) < 0.01, 'a second without arrivals: down to 1/e');
 });

@@ -230,14 +230,15 @@ t.test('peak-ewma: the estimate decays with no traffic, so a pod slow once gets 
 t.test('chikai: under sustained overload the local pod keeps a short queue and the excess goes remote at once', async (t) => {
   const w = world();
   const p = new ChikaiPolicy();
-  const offered = { value: 1.2 };
-  const ctx = { ...w.ctx, load: { ...w.ctx.load, offeredUtilization: () => offered.value } };
+  // node3's pod: 4 slots, 4 ms a request, so 1000 arrivals/s offer exactly what it serves.
+  const offered = { perSecond: 1200 };
+  const ctx = { ...w.ctx, load: { ...w.ctx.load, arrivalsPerSecond: (_rev: string, node: string) => (node === 'node3' ? offered.perSecond : undefined) } };
   w.load.inFlight['node3-p0'] = 16; // 4 slots: 13 ms of waiting, far below the 50 ms link
   const overloaded = tally(200, () => p.pick(w.states, ctx));
   t.equal(overloaded.node3 ?? 0, 0, `16 per 4 slots held, offered 1.2× what they serve: remote (${JSON.stringify(overloaded)})`);
-  offered.value = 0.5;
-  t.same(tally(100, () => p.pick(w.states, ctx)), { node3: 100 }, 'the same queue as a passing burst: it drains, so local still wins');
-  offered.value = 1.2;
+  offered.perSecond = 500;
+  t.same(tally(100, () => p.pick(w.states, ctx)), { node3: 100 }, 'the same queue as a passing burst (half of what the pod serves arrives): it drains, so local still wins');
+  offered.perSecond = 1200;
   w.load.inFlight['node3-p0'] = 15;
   t.same(tally(100, () => p.pick(w.states, ctx)), { node3: 100 }, 'below the bound: local');
 });

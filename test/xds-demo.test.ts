@@ -1,6 +1,7 @@
-// The xDS server beside the emulated stack, as `npm start` runs it: it reads the proxies'
-// load reports and weighs node3's gateway view with them — all to the local pod while the
-// edge pod is idle, through node3's proxy once the edge pod is slow and busy.
+// The xDS server beside the emulated stack and its Envoy gateways, as `npm start` runs it:
+// it reads the proxies' and gateways' load reports and weighs node3's gateway view with them
+// — all to the local pod while the edge pod is idle, through node3's proxy once node3's
+// gateway sends more than the slow edge pod serves.
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -61,6 +62,7 @@ t.test('node3\'s gateway view follows the proxies\' measurements: local at light
   const stack = await startEmulatedStack({
     file: loadClusterFile(DEMO_CLUSTER_FILE), policy: 'chikai', proxyPort: 0, adminPort: 0, drainSeconds: 0, seed: 3,
     xds: { listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, log: (l) => logs.push(l) },
+    gateways: { ports: 'free' },
   });
   t.teardown(() => stack.close());
   const admin = `127.0.0.1:${stack.xds?.adminAddress?.port}`;
@@ -80,16 +82,17 @@ t.test('node3\'s gateway view follows the proxies\' measurements: local at light
   t.comment(`served weights for node3's gateway, idle: ${pct(light)}`);
   t.equal(light['node3'], 1, 'idle edge pod: all of node3\'s gateway traffic stays on node3');
 
-  // The edge pod turns 10× slower and the edge proxy is loaded: its reports show the busy,
-  // slow pod, and its requests fill every slot (the knee). The gateway then hands node3's
-  // traffic to node3's proxy (priority 0), which decides per request; every node's pods
-  // follow behind it as failover (placed as if idle, so moving load pushes nothing new).
+  // The edge pod turns 10× slower and node3's gateway is loaded: its load reports show it
+  // sending more requests a second than the slow pod serves (the knee). The xDS server then
+  // hands node3's traffic to node3's proxy (priority 0), which decides per request; every
+  // node's pods follow behind it as failover (placed as if idle, so moving load pushes
+  // nothing new).
   stack.cluster.pods.find((p) => p.node === 'node3')?.setSlowdown(10);
   let inPath: HostRow[] | undefined;
   const end = performance.now() + 5000;
   const users = Array.from({ length: 16 }, async () => {
     while (performance.now() < end) {
-      const res = await request(stack.proxyUrl('node3'), { headers: { host: HELLO_HOST } });
+      const res = await request(`${stack.gatewayUrl('node3')}/`, { headers: { host: HELLO_HOST } });
       await res.body.text();
     }
   });

@@ -276,6 +276,7 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
       const rev = this.podIndex.revisionOf.get(pod);
       if (rev) this.dirty.revisions.add(rev);
     }
+    for (const rev of change.revisions ?? []) if (snap.revision(rev)) this.dirty.revisions.add(rev);
     for (const node of change.fromNodes) if (snap.node(node)) this.dirty.views.add(node);
     if (this.dirty.any) this.schedule();
   }
@@ -318,7 +319,7 @@ export class SnapshotBuilder extends EventEmitter<SnapshotBuilderEvents> {
       const previous = this.opts.store.peek(key);
       const fresh = !previous || d.all;
       const gatewayNode = key === NEUTRAL_VIEW ? undefined : key;
-      const inPath = (name: string) => (atKnee: boolean) => gatewayNode !== undefined && this.proxyInPath.decide(gatewayNode, name, atKnee);
+      const inPath = (name: string) => (wanted: boolean) => gatewayNode !== undefined && this.proxyInPath.decide(gatewayNode, name, wanted);
       const eds = fresh || d.views.has(key) ? [...revisions.keys()] : [...d.revisions];
       const cds = fresh ? [...revisions.keys()] : [...d.revisions];
       if (!fresh && d.views.has(key)) {

@@ -7,8 +7,9 @@
 // purpose: a server busy with a thousand proxies' first reports must not mistake its own
 // delay for silent proxies and cut them all off, which would make them all send everything
 // again. Every Envoy gateway reports too (its bootstrap's load_stats_config): each of its
-// reports covers one interval, so it replaces what that gateway said before, and a gateway
-// silent for four intervals no longer counts. Both go into one ReportedLoad, the LoadView
+// reports covers one interval, so it replaces what that gateway said before (its pods' load,
+// and the requests it issued per revision: its arrivals, which decide whether it goes
+// through its node's proxy), and a gateway silent for four intervals no longer counts. Both go into one ReportedLoad, the LoadView
 // the builder weighs localities with.
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../cluster/clock.js';
@@ -152,8 +153,9 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
       stream.lastReportAt = this.now();
       const snap = this.opts.model.current;
       if (stream.gateway) {
-        const pods = readGatewayClusterStats(req.cluster_stats ?? [], snap, stream.serviceMs);
+        const { pods, arrivals } = readGatewayClusterStats(req.cluster_stats ?? [], snap, stream.serviceMs);
         this.load.replace(stream.reporter, pods);
+        this.load.replaceArrivals(stream.reporter.slice(GATEWAY_REPORTER_PREFIX.length), arrivals);
         this.emit('report', stream.reporter, { peers: new Map(), pods });
         return;
       }

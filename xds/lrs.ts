@@ -56,6 +56,8 @@ interface LocalityStats {
   load_metric_stats?: Metric[];
   upstream_endpoint_stats?: EndpointStats[];
   total_requests_in_progress?: number;
+  /** Requests the reporter sent to the locality over the interval (a uint64: a string when decoded). */
+  total_issued_requests?: number | string;
 }
 
 interface ClusterStats {
@@ -232,17 +234,32 @@ export const GATEWAY_POD_METRICS = { inFlight: 'named_metrics.in_flight', capaci
 /** Weight of a new interval's service-time average in a gateway's running estimate. */
 const GATEWAY_SERVICE_ALPHA = 0.5;
 
+/** What one report of an Envoy gateway says. */
+export interface GatewayReport {
+  /** The pods' load, as the gateway sees it. */
+  readonly pods: Map<string, PodReport>;
+  /** Requests per second the gateway sent for each revision (its cluster), wherever to: pods or a proxy. */
+  readonly arrivals: Map<string, number>;
+}
+
 /**
  * Server side, for an Envoy gateway's report: its stats cover one interval, so they are the
  * gateway's whole state for now (the caller replaces what it said before). In flight is the
  * pod's own ORCA count (every sender) or, without it, the gateway's requests in progress;
  * the service time is a running average of the intervals' means, kept per gateway in
- * `serviceMs` while the pod gets no traffic.
+ * `serviceMs` while the pod gets no traffic. A revision's arrivals are what the gateway
+ * issued to every locality of its cluster over the report's interval.
  */
-export function readGatewayClusterStats(stats: readonly ClusterStats[], snap: ClusterSnapshot, serviceMs: Map<string, number>): Map<string, PodReport> {
+export function readGatewayClusterStats(stats: readonly ClusterStats[], snap: ClusterSnapshot, serviceMs: Map<string, number>): GatewayReport {
   const pods = new Map<string, PodReport>();
+  const arrivals = new Map<string, number>();
   const byAddress = endpointsByAddress(snap);
   for (const c of stats) {
+    const intervalMs = durationMs(c.load_report_interval);
+    const issued = (c.upstream_locality_stats ?? []).reduce((n, l) => n + Number(l.total_issued_requests ?? 0), 0);
+    if (c.cluster_name && snap.revision(c.cluster_name) && intervalMs !== undefined && intervalMs > 0 && Number.isFinite(issued)) {
+      arrivals.set(c.cluster_name, (issued * 1000) / intervalMs);
+    }
     for (const l of c.upstream_locality_stats ?? []) {
       for (const ep of l.upstream_endpoint_stats ?? []) {
         const sa = ep.address?.socket_address;
@@ -263,5 +280,5 @@ export function readGatewayClusterStats(stats: readonly ClusterStats[], snap: Cl
   const live = new Set(snap.state.endpoints.map((e) => e.pod));
   for (const pod of serviceMs.keys()) if (!live.has(pod)) serviceMs.delete(pod);
   for (const [pod, serviceTimeMs] of serviceMs) pods.set(pod, { ...(pods.get(pod) ?? { inFlight: 0 }), serviceTimeMs });
-  return pods;
+  return { pods, arrivals };
 }

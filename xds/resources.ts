@@ -10,11 +10,12 @@
 // the `internalkourier` virtual host for the gateway's readiness check.
 // Unlike Kourier, clusters are EDS over ADS with one locality per Kubernetes node, weighted
 // from the gateway's node by the shared cost model.
-import { localUtilization, localityShares, type LocalityPreference, type LocalityShare, type PodCostInput } from '../cluster/cost.js';
-import { podCostInputs, type LoadView } from '../cluster/load.js';
+import { atOverloadBound, localityShares, type LocalityPreference, type LocalityShare, type PodCostInput } from '../cluster/cost.js';
+import { nodeOfferedUtilization, podCostInputs, type LoadView } from '../cluster/load.js';
 import { hostsOf, revisionKey, type ClusterSnapshot, type EndpointInfo, type NodeInfo, type RevisionInfo } from '../cluster/model.js';
 import type { IngressPath, IngressRoutes, IngressRule } from '../cluster/kubernetes/ingress.js';
 import { GATEWAY_POD_METRICS } from './lrs.js';
+import { PROXY_IN_PATH_FROM } from './proxy-in-path.js';
 import { HCM_TYPE, HTTP_PROTOCOL_OPTIONS_TYPE, ROUTER_TYPE } from './protos.js';
 import type { JsonObject } from './protojson.js';
 
@@ -118,10 +119,12 @@ export function upstreamProtocolOptions(rev: RevisionInfo): JsonObject {
  *   Nodes the cost model leaves out (unreachable from the gateway's node) follow as a last
  *   priority, and so do nodes with only unready pods (their endpoints UNHEALTHY, so they
  *   show in inspection but get no traffic).
- * - Ready pods on the gateway's node at their knee (their requests fill every slot): the
- *   gateway's node-local chikai proxy at priority 0, the pods' placements (as if idle) behind it, for as
- *   long as `proxyInPath` says (the builder's ProxyInPath keeps it there for a hold after the
- *   knee; by default this function follows the knee alone). Why: xds/proxy-in-path.ts.
+ * - Ready pods on the gateway's node offered half of what they serve or more by the
+ *   gateway's own arrivals (its load reports), or holding their overload bound: the
+ *   gateway's node-local chikai proxy at priority 0, the pods' placements (as if idle)
+ *   behind it, for as long as `proxyInPath` says (the builder's ProxyInPath keeps it there
+ *   for a hold after that was last seen; by default this function follows the load alone).
+ *   Why: xds/proxy-in-path.ts.
  * - No ready pod reachable: the gateway's node-local chikai proxy at priority 0 (it buffers
  *   and wakes the revision), the other nodes' proxies at priority 1. The neutral view puts
  *   every proxy at priority 0.
@@ -132,8 +135,8 @@ export function placeRevision(
   revKey: string,
   gatewayNode: string | undefined,
   pref?: LocalityPreference,
-  /** Whether the gateway goes through its node's proxy, given whether its node's pods are at their knee. */
-  proxyInPath: (atKnee: boolean) => boolean = (atKnee) => atKnee,
+  /** Whether the gateway goes through its node's proxy, given whether its load asks for it now. */
+  proxyInPath: (wanted: boolean) => boolean = (wanted) => wanted,
 ): { placements: LocalityPlacement[]; endpointsByNode: Map<string, EndpointInfo[]> } {
   const byNode = new Map<string, EndpointInfo[]>();
   const seen = new Set<string>();
@@ -150,7 +153,7 @@ export function placeRevision(
   const inputs = podCostInputs(snap, revKey, sender, load);
   const shares: LocalityShare[] = localityShares(sender, inputs, pref);
   if (shares.length === 0) return { placements: proxyPlacements(snap, gatewayNode), endpointsByNode: byNode };
-  if (gatewayNode !== undefined && shares.some((s) => s.node === gatewayNode) && proxyInPath(atKnee(gatewayNode, inputs))) {
+  if (gatewayNode !== undefined && inputs.some((p) => p.node === gatewayNode) && proxyInPath(proxyWanted(snap, load, revKey, gatewayNode, inputs))) {
     // Behind the proxy the pods are failover only (the proxy places every request), so they
     // are placed as if idle: load moving at the pods pushes nothing new to the gateway.
     const idle = localityShares(sender, inputs.map((p) => ({ ...p, inFlight: 0 })), pref);
@@ -172,12 +175,24 @@ function podPlacements(snap: ClusterSnapshot, shares: readonly LocalityShare[], 
 }
 
 /**
- * The gateway node's pods are at their knee: their requests fill every slot, so the next
- * one would queue. (Not "the cost model spreads the traffic": between nodes that are equally
- * close, a few hundredths of a millisecond decide that, while the pods are far from full.)
+ * Whether the gateway should go through its node's proxy (xds/proxy-in-path.ts): its own
+ * arrivals for the revision offer its node's pods at least `PROXY_IN_PATH_FROM` of what they
+ * serve, or the pods already hold their overload bound of requests (a queue the last report's
+ * arrivals have not shown yet: a burst's first interval). Not every slot taken at the moment
+ * of a report: pods at a third of what they serve show that often. (A ready local pod the
+ * cost model priced out at its bound counts: that is the moment to hand the requests to the
+ * proxy.)
  */
-function atKnee(gatewayNode: string, inputs: readonly PodCostInput[]): boolean {
-  return (localUtilization(gatewayNode, inputs) ?? 0) >= 1;
+function proxyWanted(snap: ClusterSnapshot, load: LoadView, revKey: string, gatewayNode: string, inputs: readonly PodCostInput[]): boolean {
+  if ((nodeOfferedUtilization(snap, revKey, gatewayNode, load) ?? 0) >= PROXY_IN_PATH_FROM) return true;
+  let inFlight = 0;
+  let slots = 0;
+  for (const p of inputs) {
+    if (p.node !== gatewayNode) continue;
+    inFlight += p.inFlight;
+    slots += Math.max(1, p.capacity);
+  }
+  return slots > 0 && atOverloadBound(inFlight, slots);
 }
 
 function rank(order: string[], name: string): number {
@@ -200,7 +215,7 @@ export function buildLoadAssignment(
   rev: RevisionInfo,
   gatewayNode: string | undefined,
   opts: BuildOptions,
-  proxyInPath?: (atKnee: boolean) => boolean,
+  proxyInPath?: (wanted: boolean) => boolean,
 ): JsonObject {
   const revKey = revisionKey(rev.namespace, rev.name);
   // An h2c revision goes to its pods even at the knee: the node proxy carries HTTP/1.
