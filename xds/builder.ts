@@ -60,7 +60,7 @@ export interface SnapshotBuilderOptions {
   readonly weightChangeThreshold?: number;
   /** How long held-back weights must stay unchanged before they are pushed anyway (default 5000 ms). */
   readonly settleMs?: number;
-  /** How long a gateway keeps its node's proxy in the path after its pods' knee (default 60 s, xds/proxy-in-path.ts). */
+  /** How long a gateway keeps its node's proxy in the path after its load last asked for it (default 60 s, xds/proxy-in-path.ts). */
   readonly proxyInPathHoldMs?: number;
   /** Milliseconds clock (tests). */
   readonly now?: () => number;

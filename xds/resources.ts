@@ -62,7 +62,7 @@ export interface LocalityPlacement {
   readonly priority: number;
   /**
    * 'pods': the revision's pods on that node; 'proxy': the node's chikai proxy (no ready pod
-   * anywhere, or the gateway's own node while its pods are at their knee).
+   * anywhere, or the gateway's own node while its load asks for it: xds/proxy-in-path.ts).
    */
   readonly kind: 'pods' | 'proxy';
   /** Expected completion time via this node from the cost model (undefined for proxies and last-resort nodes). */
@@ -218,7 +218,7 @@ export function buildLoadAssignment(
   proxyInPath?: (wanted: boolean) => boolean,
 ): JsonObject {
   const revKey = revisionKey(rev.namespace, rev.name);
-  // An h2c revision goes to its pods even at the knee: the node proxy carries HTTP/1.
+  // An h2c revision goes to its pods even under load: the node proxy carries HTTP/1.
   const inPath = rev.protocol === 'http1' ? proxyInPath : () => false;
   const { placements, endpointsByNode } = placeRevision(snap, load, revKey, gatewayNode, opts.preference, inPath);
   const endpoints: JsonObject[] = [];

@@ -2,7 +2,8 @@
 // - through the gateways (one real Envoy per node, users send to their node's gateway):
 //   `knative` (stock Kourier config, gateway → activator subset → pod), `faast` (gateway →
 //   its node's activator with FaaSt's weights), `chikai` (chikai's xDS server: weights at
-//   the gateway, pods directly, and the node proxy in the path from the node pods' knee on)
+//   the gateway, pods directly, and the node proxy in the path from half of what the node's
+//   pods serve on)
 //   and `oracle` (a fixed locality split at the gateway);
 // - proxy only (users send to their node's proxy): every proxy policy and the oracle.
 import { startEmulatedStack, type EmulatedStack } from '../../bin/stack.js';
