@@ -22,9 +22,10 @@ export interface PodCostInput {
   readonly reachable: boolean;
   /**
    * For a pod on the sender's own node: the work the node offers its pods of the revision
-   * over what they serve (arrivals per second × service time ÷ their slots), where the
-   * sender sees the arrivals (the node proxy). Undefined elsewhere, and where it cannot
-   * matter (the pod is below its overload bound, `atOverloadBound`).
+   * over what they serve (`offeredUtilization`: arrivals per second × the pods' own time per
+   * request ÷ their slots), where the sender sees the arrivals (the node proxy; the xDS
+   * server sees a gateway's but leaves this out of the weights). Undefined elsewhere, and
+   * where it cannot matter (the pod is below its overload bound, `atOverloadBound`).
    */
   readonly offeredUtilization?: number | undefined;
 }

@@ -109,6 +109,8 @@ export class ReportedLoad implements LoadView {
   private readonly podsOf = new Map<string, Set<string>>();
   /** Per gateway node, the requests per second it sent for each revision in its last report. */
   private readonly arrivalsByNode = new Map<string, ReadonlyMap<string, number>>();
+  /** Per `node|revision`, the rate listeners last heard of (a slow drift adds up to a move). */
+  private readonly arrivalsHeard = new Map<string, number>();
   private readonly listeners = new Set<(change: LoadChange) => void>();
   private pending: { pods: Set<string>; fromNodes: Set<string>; revisions: Set<string> } | undefined;
 
@@ -154,13 +156,19 @@ export class ReportedLoad implements LoadView {
   /**
    * What `node`'s gateway sent per revision over its last interval, requests per second (its
    * reports are complete: a revision left out got nothing). Listeners hear of a revision
-   * whose rate moved by more than a tenth: the rate decides whether the gateway goes through
-   * its proxy, a threshold a small move does not cross.
+   * whose rate moved by more than a tenth (and 1/s) from what they last heard: the rate
+   * decides whether the gateway goes through its proxy, a threshold a small move does not
+   * cross.
    */
   replaceArrivals(node: string, arrivals: ReadonlyMap<string, number>): void {
     const before = this.arrivalsByNode.get(node) ?? new Map<string, number>();
     for (const rev of new Set([...before.keys(), ...arrivals.keys()])) {
-      if (!near(before.get(rev) ?? 0, arrivals.get(rev) ?? 0, 0, 0.1)) this.moved().revisions.add(rev);
+      const key = `${node}|${rev}`;
+      const now = arrivals.get(rev) ?? 0;
+      if (near(this.arrivalsHeard.get(key) ?? 0, now, 1, 0.1)) continue;
+      this.moved().revisions.add(rev);
+      if (now === 0) this.arrivalsHeard.delete(key);
+      else this.arrivalsHeard.set(key, now);
     }
     if (arrivals.size === 0) this.arrivalsByNode.delete(node);
     else this.arrivalsByNode.set(node, arrivals);

@@ -110,8 +110,9 @@ export function podCostInput(
     capacity,
     serviceTimeMs: load.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS,
     reachable: local || load.reachable(fromNode, e.node),
-    // Per request on the proxy's hot path: the node's arrivals are summed over its pods only
-    // for a local pod whose queue has reached the bound, the one case the cost model reads them.
+    // Per request on the proxy's hot path (and per view on the xDS server): the node's arrivals
+    // are summed over its pods only for a local pod whose queue has reached the bound, the one
+    // case the cost model reads them.
     offeredUtilization: local && atOverloadBound(inFlight, capacity) ? nodeOfferedUtilization(snapshot, e.revision, fromNode, load) : undefined,
   };
 }

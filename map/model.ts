@@ -356,7 +356,7 @@ export function advance(prev: MapState | undefined, scrape: Scrape): MapState {
     for (const h of hosts) {
       const ls = byCluster.get(h.cluster) ?? new Map<string, LocalityWeight>();
       byCluster.set(h.cluster, ls);
-      // A node can hold two localities of one cluster: its proxy (at the knee) and its pods.
+      // A node can hold two localities of one cluster: its proxy (in the path under load) and its pods.
       const key = `${h.kind}\u0000${h.node}`;
       const cur = ls.get(key);
       ls.set(key, { node: h.node, priority: h.priority, weight: h.localityWeight, share: (cur?.share ?? 0) + h.share, kind: h.kind });

@@ -84,7 +84,7 @@ if (missing) {
     const rtt = page.locator('.rtt[data-from="node1"][data-to="node3"], .rtt[data-from="node3"][data-to="node1"]').first();
     t.match(await rtt.textContent(), /\d+\.\d ms/, 'the measured round trip between node3 and node1 is shown');
     const weightRow = page.locator('#weights tr[data-gateway="node3"][data-revision="default/hello-00001"]');
-    // Its own node's pod, or its own node's proxy once the pod is at its knee (xds/proxy-in-path.ts).
+    // Its own node's pod, or its own node's proxy once the gateway's load asks for it (xds/proxy-in-path.ts).
     t.match(await weightRow.textContent(), /P0 node3 (\(proxy\) )?\d+/, 'node3\'s gateway: its own node is priority 0');
   });
 
@@ -96,7 +96,7 @@ if (missing) {
     await page.waitForFunction((seq) => Number(document.getElementById('status')?.dataset['seq'] ?? 0) >= seq, wanted, { timeout: 30_000 });
     const shown = await page.evaluate(() => {
       const cell = (via: string, kind: string) => document.querySelector(`#flows tr[data-from="node3"][data-via="${via}"][data-to="node3"][data-to-kind="${kind}"] td.total`)?.textContent ?? '';
-      // Node3's gateway sends to node3's pod, and to node3's proxy while the pod is at its knee:
+      // Node3's gateway sends to node3's pod, and to node3's proxy while its load asks for it:
       // Envoy counts both under node3's locality.
       return { gateway: Number(cell('gateway', 'pod')) + Number(cell('gateway', 'proxy')), proxy: Number(cell('proxy', 'pod')), seq: Number(document.getElementById('status')?.dataset['seq']) };
     });

@@ -9,7 +9,8 @@ import { SnapshotCache } from '../xds/cache.js';
 import { ENDPOINT_TYPE } from '../xds/protos.js';
 import type { JsonObject } from '../xds/protojson.js';
 import { buildLoadAssignment, placeRevision, type LocalityPlacement } from '../xds/resources.js';
-import { FixedLoadView, revision, testModel } from './fixtures/xds/model.js';
+import { FixedLoadView, ObservedLoadView, revision, testModel } from './fixtures/xds/model.js';
+import { until } from './support.js';
 
 const HELLO = 'default/hello-00001';
 const summary = (ps: LocalityPlacement[]) => ps.map((p) => `${p.priority}:${p.kind}:${p.node}`);
@@ -78,6 +79,7 @@ t.test('an h2c revision goes to the pods even at the knee (the proxy carries HTT
   const cla = buildLoadAssignment(model.current, load, model.current.revisions[0]!, 'node3', { proxyPort: 8012 }, () => true);
   const kinds = (cla.endpoints as JsonObject[]).flatMap((l) => (l.lb_endpoints as JsonObject[]).map((e) => (e.metadata as { filter_metadata: { chikai: { kind: string } } }).filter_metadata.chikai.kind));
   t.notOk(kinds.includes('proxy'), 'no proxy endpoint');
+  t.ok((cla.endpoints as JsonObject[]).some((l) => l.priority === 0 && (l.locality as JsonObject).sub_zone === 'node3'), 'node3\'s pod keeps priority 0 at its overload bound: the per-request bound is not for weights that hold a whole push');
   t.ok((cla.endpoints as JsonObject[]).some((l) => l.priority === 0 && (l.locality as JsonObject).sub_zone !== 'node3'), 'cloud pods share priority 0');
 });
 
@@ -126,4 +128,23 @@ t.test('the proxy stays in the path for the hold after the knee, and leaves when
   builder.leaveExpiredHolds();
   builder.flush();
   t.same(node3(), ['0:node3:pod', '1:node1:pod', '2:node2:pod'], 'a full hold without the knee: straight to the pods again, without any load change to trigger it');
+});
+
+t.test('a gateway\'s arrivals that move rebuild the revision\'s views by themselves (a load view that says what moved)', async (t) => {
+  const model = testModel(3);
+  const load = new ObservedLoadView().setRtt('node1', 'node2', 0.5).setRtt('node1', 'node3', 50).setRtt('node2', 'node3', 50);
+  for (const n of ['node1', 'node2', 'node3']) load.setServiceTime(`hello-00001-${n}`, 5).setCapacity(`hello-00001-${n}`, 1);
+  const store = new SnapshotCache();
+  const builder = new SnapshotBuilder({ model, load, store, build: { proxyPort: 8012 }, now: () => 0 });
+  builder.start();
+  t.teardown(() => builder.stop());
+  const first = () => {
+    const cla = store.view('node3').types.get(ENDPOINT_TYPE)!.resources.get(HELLO)!.json;
+    return ((cla.endpoints as JsonObject[])[0]!.lb_endpoints as JsonObject[]).map((e) => (e.metadata as { filter_metadata: { chikai: { kind: string } } }).filter_metadata.chikai.kind);
+  };
+  t.same(first(), ['pod'], 'idle: straight to the edge pod');
+  load.setArrivals('node3', HELLO, 150);
+  load.moved({ revisions: [HELLO] });
+  await until('the view rebuilt', () => first()[0] === 'proxy');
+  t.pass('node3\'s gateway sends 150/s, three quarters of what its pod serves: through its proxy, with no pod\'s load moving');
 });

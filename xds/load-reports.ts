@@ -155,7 +155,9 @@ export class LoadReportService extends EventEmitter<LoadReportServiceEvents> {
       if (stream.gateway) {
         const { pods, arrivals } = readGatewayClusterStats(req.cluster_stats ?? [], snap, stream.serviceMs);
         this.load.replace(stream.reporter, pods);
-        this.load.replaceArrivals(stream.reporter.slice(GATEWAY_REPORTER_PREFIX.length), arrivals);
+        // Arrivals count for a gateway on a node of the model (the node its proxy is on).
+        const node = stream.reporter.slice(GATEWAY_REPORTER_PREFIX.length);
+        if (snap.node(node)) this.load.replaceArrivals(node, arrivals);
         this.emit('report', stream.reporter, { peers: new Map(), pods });
         return;
       }

@@ -39,7 +39,7 @@ export interface ProxyInPathOptions {
 
 export class ProxyInPath {
   /** When the load of each (gateway node, revision) last asked for the proxy. */
-  private readonly lastKnee = new Map<string, { node: string; revision: string; at: number }>();
+  private readonly lastWanted = new Map<string, { node: string; revision: string; at: number }>();
   readonly holdMs: number;
   private readonly now: () => number;
 
@@ -54,13 +54,13 @@ export class ProxyInPath {
     const key = `${node}|${revision}`;
     const now = this.now();
     if (wanted) {
-      this.lastKnee.set(key, { node, revision, at: now });
+      this.lastWanted.set(key, { node, revision, at: now });
       return true;
     }
-    const last = this.lastKnee.get(key);
+    const last = this.lastWanted.get(key);
     if (last === undefined) return false;
     if (now - last.at < this.holdMs) return true;
-    this.lastKnee.delete(key);
+    this.lastWanted.delete(key);
     return false;
   }
 
@@ -68,13 +68,13 @@ export class ProxyInPath {
   expired(): string[] {
     const now = this.now();
     const out = new Set<string>();
-    for (const k of this.lastKnee.values()) if (now - k.at >= this.holdMs) out.add(k.revision);
+    for (const k of this.lastWanted.values()) if (now - k.at >= this.holdMs) out.add(k.revision);
     return [...out];
   }
 
   /** Forgets revisions and nodes that left the cluster. */
   retain(revisions: { has(name: string): boolean }, nodes: { has(name: string): boolean }): void {
-    for (const [key, k] of this.lastKnee) if (!revisions.has(k.revision) || !nodes.has(k.node)) this.lastKnee.delete(key);
+    for (const [key, k] of this.lastWanted) if (!revisions.has(k.revision) || !nodes.has(k.node)) this.lastWanted.delete(key);
   }
 
 }
