@@ -97,6 +97,8 @@ export function podCostInput(
   e: EndpointInfo,
   fromNode: string,
   load: LoadView,
+  /** Price a local pod by the overload bound (per request, in the proxy); weights leave it out. */
+  overloadBound = true,
 ): PodCostInput {
   const rev = snapshot.revision(e.revision);
   const local = e.node === fromNode;
@@ -110,14 +112,18 @@ export function podCostInput(
     capacity,
     serviceTimeMs: load.serviceTimeMs(e.pod) ?? DEFAULT_SERVICE_TIME_MS,
     reachable: local || load.reachable(fromNode, e.node),
-    // Per request on the proxy's hot path (and per view on the xDS server): the node's arrivals
-    // are summed over its pods only for a local pod whose queue has reached the bound, the one
-    // case the cost model reads them.
-    offeredUtilization: local && atOverloadBound(inFlight, capacity) ? nodeOfferedUtilization(snapshot, e.revision, fromNode, load) : undefined,
+    // Per request on the proxy's hot path: the node's arrivals are summed over its pods only
+    // for a local pod whose queue has reached the bound, the one case the cost model reads them.
+    offeredUtilization: overloadBound && local && atOverloadBound(inFlight, capacity) ? nodeOfferedUtilization(snapshot, e.revision, fromNode, load) : undefined,
   };
 }
 
-/** Cost-model inputs for every ready endpoint of a revision, seen from `fromNode`. */
+/**
+ * Cost-model inputs for every ready endpoint of a revision, seen from `fromNode`, for a
+ * gateway's weights. They leave out the overload bound: it prices a local pod per request,
+ * for the proxy (in the path by the time it applies); weights that hold a whole push would
+ * drop the pod from priority 0 until the next report, the swing the proxy is there to avoid.
+ */
 export function podCostInputs(snapshot: ClusterSnapshot, revKey: string, fromNode: string, load: LoadView): PodCostInput[] {
-  return snapshot.readyEndpoints(revKey).map((e) => podCostInput(snapshot, e, fromNode, load));
+  return snapshot.readyEndpoints(revKey).map((e) => podCostInput(snapshot, e, fromNode, load, false));
 }

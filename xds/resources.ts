@@ -150,11 +150,7 @@ export function placeRevision(
     byNode.set(e.node, list);
   }
   const sender = gatewayNode ?? '';
-  // The overload bound prices a local pod per request, for the proxy (in the path by the time
-  // it applies); weights that hold for a whole push would drop the pod from priority 0 until
-  // the next report, the all-or-nothing swing the proxy is there to avoid.
-  const priced = podCostInputs(snap, revKey, sender, load);
-  const inputs = priced.some((p) => p.offeredUtilization !== undefined) ? priced.map((p) => ({ ...p, offeredUtilization: undefined })) : priced;
+  const inputs = podCostInputs(snap, revKey, sender, load);
   const shares: LocalityShare[] = localityShares(sender, inputs, pref);
   if (shares.length === 0) return { placements: proxyPlacements(snap, gatewayNode), endpointsByNode: byNode };
   if (gatewayNode !== undefined && inputs.some((p) => p.node === gatewayNode) && proxyInPath(proxyWanted(snap, load, revKey, gatewayNode, inputs))) {
