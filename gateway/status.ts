@@ -3,7 +3,9 @@
 // Envoy's error (from the xDS admin's /clients), and whether what its Envoy admin reports
 // (/config_dump?include_eds) holds exactly what chikai serves that node (the xDS admin's
 // /config_dump?node=): the same listener, route, cluster and assignment names, the same
-// content, and the ACKed version_info. Exit code 1 when any gateway is out of sync.
+// content, and the ACKed version_info. A push that lands while these are read makes them
+// read again (at most three times, then that type is STALE: on its way). Exit code 1 when
+// any gateway is out of sync.
 import { parseArgs } from 'node:util';
 import protobuf from 'protobufjs';
 import { request } from 'undici';
@@ -249,20 +251,56 @@ function typeStatusOf(t: TypeStatus | undefined): Pick<TypeSync, 'acked_version'
   };
 }
 
-/** The status of one gateway node, from the xDS admin and the gateway's Envoy admin. */
+/** The xDS server's ADS clients, one per gateway node: the newest stream (a reconnecting Envoy may briefly have two). */
+export async function clientsByNode(xdsAdmin: string): Promise<Map<string, ClientStatus>> {
+  const clients = asList((await getJson(`http://${xdsAdmin}/clients`, 'the xDS admin server'))['clients']) as unknown as ClientStatus[];
+  const byNode = new Map<string, ClientStatus>();
+  for (const c of [...clients].sort((a, b) => a.connected_at.localeCompare(b.connected_at))) byNode.set(c.locality.sub_zone || c.node_id, c);
+  return byNode;
+}
+
+/** Reads of one gateway that fit together: a push that lands between them makes them read again. */
+const CONSISTENT_READ_ATTEMPTS = 3;
+
+/**
+ * The status of one gateway node, from the xDS admin and the gateway's Envoy admin.
+ * `client` is the node's ADS stream as the client list showed it.
+ */
 export async function gatewayStatus(node: string, client: ClientStatus | undefined, xdsAdmin: string, envoyAdmin: string | undefined): Promise<GatewayStatus> {
-  const served = await getJson(`http://${xdsAdmin}/config_dump?node=${encodeURIComponent(node)}`, 'the xDS admin server');
-  const want = intended(served);
-  let have: Record<Short, Held> | undefined;
-  let adminError: string | undefined;
-  if (!envoyAdmin) adminError = 'no Envoy admin address given (--gateway-admin)';
-  else {
-    try {
-      have = held(await getJson(`http://${envoyAdmin}/config_dump?include_eds`, `${node}'s Envoy admin`));
-    } catch (err) {
-      adminError = (err as Error).message;
-    }
+  for (let attempt = 1; ; attempt++) {
+    const read = await readGateway(node, xdsAdmin, envoyAdmin);
+    // A push that landed while Envoy's config was read: Envoy may hold the newer version and
+    // be compared with the older one. Read everything again, the client list too.
+    if (read.moved.length === 0 || attempt === CONSISTENT_READ_ATTEMPTS) return statusOf(node, client, envoyAdmin, read);
+    client = (await clientsByNode(xdsAdmin)).get(node);
   }
+}
+
+interface GatewayRead {
+  /** What chikai serves the node (the xDS admin's config_dump), read before Envoy's. */
+  readonly served: Obj;
+  readonly have: Record<Short, Held> | undefined;
+  readonly adminError: string | undefined;
+  /** Types whose served version changed while Envoy's config was being read. */
+  readonly moved: readonly Short[];
+}
+
+async function readGateway(node: string, xdsAdmin: string, envoyAdmin: string | undefined): Promise<GatewayRead> {
+  const servedUrl = `http://${xdsAdmin}/config_dump?node=${encodeURIComponent(node)}`;
+  const served = await getJson(servedUrl, 'the xDS admin server');
+  if (!envoyAdmin) return { served, have: undefined, adminError: 'no Envoy admin address given (--gateway-admin)', moved: [] };
+  let have: Record<Short, Held>;
+  try {
+    have = held(await getJson(`http://${envoyAdmin}/config_dump?include_eds`, `${node}'s Envoy admin`));
+  } catch (err) {
+    return { served, have: undefined, adminError: (err as Error).message, moved: [] };
+  }
+  const after = await getJson(servedUrl, 'the xDS admin server');
+  return { served, have, adminError: undefined, moved: TYPES.map((t) => t.short).filter((short) => servedVersion(after, short) !== servedVersion(served, short)) };
+}
+
+function statusOf(node: string, client: ClientStatus | undefined, envoyAdmin: string | undefined, { served, have, adminError, moved }: GatewayRead): GatewayStatus {
+  const want = intended(served);
   const types = {} as Record<Short, TypeSync>;
   for (const { short, url } of TYPES) {
     const t = client?.types[short];
@@ -272,7 +310,7 @@ export async function gatewayStatus(node: string, client: ClientStatus | undefin
     if (!client || !t || (!t.sent_version && !t.acked_version)) state = 'NOT SENT';
     else if (t.nacked) state = 'NACKED';
     // A version served since the client list was read is on its way (two reads, not one moment).
-    else if (t.awaiting_ack || t.acked_version !== t.sent_version || newerServed(servedVersion(served, short), t.acked_version)) state = 'STALE';
+    else if (t.awaiting_ack || t.acked_version !== t.sent_version || newerServed(servedVersion(served, short), t.acked_version) || moved.includes(short)) state = 'STALE';
     else if (!have) state = 'UNCHECKED';
     else {
       differences = compareType(short, url, want[short], have[short], t.acked_version);
@@ -357,15 +395,12 @@ export async function statusCommand(args: string[]): Promise<void> {
   const nodes = new Map(file.state.nodes.map((n) => [n.name, n.address]));
   const { admins, expected } = gatewayAdmins(values['gateway-admin'], nodes);
 
-  let clients: ClientStatus[];
+  let byNode: Map<string, ClientStatus>;
   try {
-    clients = asList((await getJson(`http://${xdsAdmin}/clients`, 'the xDS admin server'))['clients']) as unknown as ClientStatus[];
+    byNode = await clientsByNode(xdsAdmin);
   } catch (err) {
     throw new StatusUsageError(`${(err as Error).message}; is \`npm start\` (or \`chikai xds\`) running? Pass --xds-admin HOST:PORT to point elsewhere`);
   }
-  // One stream per gateway node: the newest (a reconnecting Envoy may briefly have two).
-  const byNode = new Map<string, ClientStatus>();
-  for (const c of [...clients].sort((a, b) => a.connected_at.localeCompare(b.connected_at))) byNode.set(c.locality.sub_zone || c.node_id, c);
   const names = [...new Set([...expected, ...byNode.keys()])];
   const statuses = await Promise.all(names.map((n) => gatewayStatus(n, byNode.get(n), xdsAdmin, admins.get(n))));
   if (values.format === 'json') process.stdout.write(JSON.stringify({ in_sync: statuses.every((s) => s.in_sync), gateways: statuses }, null, 2) + '\n');

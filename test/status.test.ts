@@ -87,3 +87,41 @@ t.test('a version served after the client list was read is STALE (on its way), n
   t.equal(s.types.EDS.state, 'STALE', 'the new assignment is on its way');
   t.same(s.types.EDS.differences, [], 'no difference reported for a push in flight');
 });
+
+t.test('a push that lands while Envoy\'s config is read is read again, never DIFFERS', async (t) => {
+  const { model, server, adminUrl, c, first } = await gatewayHoldingFirstAssignment(t);
+  await until('the ACK recorded', () => server.clients()[0]?.types['EDS']?.acked_version === first.version);
+  const xdsAdmin = adminUrl.replace('http://', '');
+  const client = server.clients()[0];
+  // node1's Envoy admin: each read of it lets the server push a change first (hello's node3 pod
+  // flips readiness), which the gateway takes and ACKs, so the dump it answers is newer than
+  // the served config status read just before it.
+  let pushesLeft = 1;
+  let ready = true;
+  const envoy = http.createServer((_req, res) => {
+    void (async () => {
+      if (pushesLeft > 0) {
+        pushesLeft--;
+        ready = !ready;
+        model.setReady('hello-00001-node3', ready);
+        const pushed = await c.next(ENDPOINT_TYPE);
+        c.ack(pushed);
+        await until('the ACK recorded', () => server.clients()[0]?.types['EDS']?.acked_version === pushed.version);
+      }
+      res.end(await (await fetch(`${adminUrl}/config_dump?node=node1`)).text());
+    })();
+  });
+  await new Promise<void>((r) => envoy.listen(0, '127.0.0.1', r));
+  t.teardown(() => envoy.close());
+  const envoyAdmin = `127.0.0.1:${(envoy.address() as AddressInfo).port}`;
+
+  const once = await gatewayStatus('node1', client, xdsAdmin, envoyAdmin);
+  t.equal(once.types.EDS.state, 'SYNCED', 'read again after the push: in sync with what the gateway ACKed since');
+  t.equal(once.types.EDS.acked_version, server.clients()[0]?.types['EDS']?.acked_version, 'the ACK shown is the one after the push');
+
+  pushesLeft = 3;
+  const always = await gatewayStatus('node1', server.clients()[0], xdsAdmin, envoyAdmin);
+  t.equal(always.types.EDS.state, 'STALE', 'a push on every read: on its way, not a difference');
+  t.same(always.types.EDS.differences, []);
+  t.equal(pushesLeft, 0, 'three reads, then an answer');
+});
