@@ -38,7 +38,7 @@ export class UsageError extends Error {}
 
 export const USAGE = `usage: npm run bench -- --scenario paper|overhead|xds|emulation|coldstart [--quick] [--out FILE] [--results-dir DIR]
   paper:    [--latencies 50,70,100] [--users 5,10,...,50] [--seconds N] [--rounds N] [--paths gateway,proxy] [--policies knative,chikai,oracle,...]
-  overhead: [--seconds N] [--targets direct,chikai,nginx,envoy,http-proxy,node-undici]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
+  overhead: [--seconds N] [--targets direct,chikai,nginx,envoy,http-proxy,node-undici,chikai-transport]  (CHIKAI_BENCH_CPU_PROF=DIR profiles the chikai proxy)
   xds:      [--gateways 10,100,1000] [--revisions 10,100,1000] [--servers chikai,go-control-plane] [--parts fanout,loadreports]
             (CHIKAI_BENCH_CPU_PROF=DIR profiles chikai's xDS server; CHIKAI_BENCH_BASELINE=<another build's
             dist/bench/xds/server-process.js> adds that build as chikai-baseline)

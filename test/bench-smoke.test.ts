@@ -72,19 +72,21 @@ t.test('the quick paper scenario writes rows for every system through the Envoy 
   t.match(readFileSync(join(dir, 'paper-quick-cdf.svg'), 'utf8'), /^<svg /);
 });
 
-t.test('the quick overhead scenario measures chikai beside the bare node:http + undici forwarder, with the CPU each spends per request', async (t) => {
+t.test('the quick overhead scenario measures chikai beside the bare node:http + undici forwarder and chikai\'s transport without its request path, with the CPU each spends per request', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'chikai-bench-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const out = join(dir, 'out.json');
-  const r = await bench(['--scenario', 'overhead', '--quick', '--seconds', '1', '--targets', 'direct,chikai,node-undici', '--results-dir', dir, '--out', out]);
+  const r = await bench(['--scenario', 'overhead', '--quick', '--seconds', '1', '--targets', 'direct,chikai,node-undici,chikai-transport', '--results-dir', dir, '--out', out]);
   t.equal(r.code, 0, r.stderr.slice(-2000));
   const rows = (JSON.parse(readFileSync(out, 'utf8')) as { rows: { target: string; rps: number; cpu_us_per_request?: number }[] }).rows;
-  t.same(rows.map((x) => x.target), ['direct', 'chikai', 'node-undici']);
-  for (const target of ['chikai', 'node-undici']) {
+  t.same(rows.map((x) => x.target), ['direct', 'chikai', 'node-undici', 'chikai-transport']);
+  for (const target of ['chikai', 'node-undici', 'chikai-transport']) {
     const row = rows.find((x) => x.target === target)!;
     t.ok(row.rps > 0, `${target} forwarded requests`);
     t.ok(row.cpu_us_per_request !== undefined && row.cpu_us_per_request > 0, `${target}: the forwarder's CPU per request is measured (${row.cpu_us_per_request} µs)`);
   }
   t.equal(rows.find((x) => x.target === 'direct')!.cpu_us_per_request, undefined, 'direct has no forwarder');
-  t.match(readFileSync(join(dir, 'overhead-quick.md'), 'utf8'), /\| node-undici \| \d+ \|/);
+  const md = readFileSync(join(dir, 'overhead-quick.md'), 'utf8');
+  t.match(md, /\| node-undici \| \d+ \|/);
+  t.match(md, /\| chikai-transport \| \d+ \|/);
 });

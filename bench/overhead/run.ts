@@ -1,6 +1,7 @@
 // Proxy overhead: one backend, one load generator, and in turn nothing (direct), chikai's
-// node proxy, nginx, Envoy, a plain http-proxy forwarder and a bare node:http + undici
-// forwarder (chikai's platform without chikai) in front of it. Throughput at
+// node proxy, nginx, Envoy, a plain http-proxy forwarder, a bare node:http + undici
+// forwarder (chikai's platform without chikai) and chikai's own transport without its
+// request path in front of it. Throughput at
 // saturation (closed loop) and latency at a fixed moderate open-loop rate; every target
 // is measured in interleaved rounds so a noisy neighbour hurts all of them alike.
 //
@@ -27,7 +28,7 @@ const HERE = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 const CHIKAI = fileURLToPath(new URL('../../bin/chikai.js', import.meta.url));
 const HOST = 'hello.default.svc.cluster.local';
 
-export const TARGETS = ['direct', 'chikai', 'nginx', 'envoy', 'http-proxy', 'node-undici'] as const;
+export const TARGETS = ['direct', 'chikai', 'nginx', 'envoy', 'http-proxy', 'node-undici', 'chikai-transport'] as const;
 /** Another build of chikai measured in the same run (before/after a change): CHIKAI_BENCH_BASELINE=<its dist/bin/chikai.js>. */
 const BASELINE = 'chikai-baseline';
 type Target = (typeof TARGETS)[number] | typeof BASELINE;
@@ -172,6 +173,10 @@ export async function runOverhead(ctx: ScenarioContext): Promise<ScenarioOutput>
       const f = await forkWithPort(HERE('./node-undici-forwarder.js'), [direct]);
       return { url: `http://127.0.0.1:${f.port}/`, pid: f.child.pid, stop: () => stopChild(f.child) };
     },
+    'chikai-transport': async () => {
+      const f = await forkWithPort(HERE('./chikai-transport-forwarder.js'), [direct]);
+      return { url: `http://127.0.0.1:${f.port}/`, pid: f.child.pid, stop: () => stopChild(f.child) };
+    },
   };
   const rps = new Map<Target, number[]>(targets.map((t) => [t, []]));
   const p50 = new Map<Target, number[]>(targets.map((t) => [t, []]));
@@ -229,8 +234,10 @@ function overheadMarkdown(rows: readonly OverheadRow[], s: Settings, errors: Map
     `One backend (Node.js http, answers at once), one load generator (autocannon in its own process); in front of the ` +
     `backend in turn: nothing (direct), chikai's proxy (\`chikai proxy\`, policy chikai, one endpoint), nginx-light ` +
     `(one worker, upstream keep-alive), Envoy 1.37 (the gateways' binary, \`--concurrency 1\`, a static bootstrap: one ` +
-    `listener, one route, one STATIC cluster), http-proxy (keep-alive agent) and node-undici (Node's HTTP server and an ` +
-    `undici Pool's \`dispatch\`, chikai's platform with no logic: \`bench/overhead/node-undici-forwarder.ts\`), each in its own process` +
+    `listener, one route, one STATIC cluster), http-proxy (keep-alive agent), node-undici (Node's HTTP server and an ` +
+    `undici Pool's \`dispatch\`, chikai's platform with no logic: \`bench/overhead/node-undici-forwarder.ts\`) and chikai-transport ` +
+    `(chikai's own HTTP/1 exchange and forwarder, proxy/http1.ts and proxy/forward.ts, with none of the request path's steps: ` +
+    `\`bench/overhead/chikai-transport-forwarder.ts\`), each in its own process` +
     `${rows.some((r) => r.target === BASELINE) ? ` (\`${BASELINE}\`: chikai built from an earlier commit, for a before/after in one run)` : ''}. Throughput: ` +
     `${s.saturationConnections} connections, closed loop, ${s.seconds} s. Latency: ${s.moderateRps} requests/s on one ` +
     `connection, one request at a time (autocannon \`overallRate\`), ${s.seconds} s: the time a forwarder adds to a request, without queueing. ` +
