@@ -151,7 +151,15 @@ function sortedKeys(v: JsonValue): JsonValue {
   return v;
 }
 
-/** Envoy fills in these endpoint defaults when it stores an assignment; chikai leaves them out. */
+const priorityOf = (l: Obj): number => (typeof l['priority'] === 'number' ? l['priority'] : 0);
+const textOf = (v: unknown): string => JSON.stringify(sortedKeys((v ?? null) as JsonValue));
+
+/**
+ * An assignment as Envoy stores it: the endpoint defaults it fills in dropped (chikai
+ * leaves them out), and its localities in one order. Order within a priority means nothing
+ * to the balancer, and Envoy's dump lists the gateway's own locality first: a node whose
+ * pods share priority 0 with another node's would otherwise always differ.
+ */
 function withoutEndpointDefaults(cla: JsonObject): JsonObject {
   const out = structuredClone(cla);
   for (const l of asList(out['endpoints'])) {
@@ -164,6 +172,11 @@ function withoutEndpointDefaults(cla: JsonObject): JsonObject {
   const policy = asObj(out['policy']);
   if (policy['overprovisioning_factor'] === 140) delete policy['overprovisioning_factor'];
   if (out['policy'] && Object.keys(policy).length === 0) delete out['policy'];
+  if (Array.isArray(out['endpoints'])) {
+    const localities = asList(out['endpoints']);
+    for (const l of localities) if (Array.isArray(l['lb_endpoints'])) l['lb_endpoints'] = asList(l['lb_endpoints']).sort((a, b) => textOf(a).localeCompare(textOf(b)));
+    out['endpoints'] = localities.sort((a, b) => priorityOf(a) - priorityOf(b) || textOf(a['locality']).localeCompare(textOf(b['locality']))) as JsonValue[];
+  }
   return out;
 }
 

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { gatewayStatus } from '../gateway/status.js';
+import { canonical, gatewayStatus } from '../gateway/status.js';
 import { ENDPOINT_TYPE } from '../xds/protos.js';
 import { SotwClient, testNode } from './fixtures/xds/ads-client.js';
 import { testModel } from './fixtures/xds/model.js';
@@ -124,4 +124,23 @@ t.test('a push that lands while Envoy\'s config is read is read again, never DIF
   t.equal(always.types.EDS.state, 'STALE', 'a push on every read: on its way, not a difference');
   t.same(always.types.EDS.differences, []);
   t.equal(pushesLeft, 0, 'three reads, then an answer');
+});
+
+t.test('an assignment is compared as the balancer reads it: localities sharing a priority in any order, as Envoy lists them', (t) => {
+  const locality = (node: string, port: number, weight: number, priority?: number) => ({
+    locality: { region: 'cloud', zone: 'cloud-a', sub_zone: node },
+    lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.1.1', port_value: port } } }, health_status: 'HEALTHY' }],
+    load_balancing_weight: weight,
+    ...(priority === undefined ? {} : { priority }),
+  });
+  // What chikai serves node2's gateway under load: node1's and node2's pods share priority 0.
+  const served = { cluster_name: 'default/hello-00001', endpoints: [locality('node1', 8001, 8), locality('node2', 8002, 92), locality('node3', 8003, 1, 1)] };
+  // Envoy's dump of it lists the gateway's own locality first.
+  const envoyOrder = { cluster_name: 'default/hello-00001', endpoints: [locality('node2', 8002, 92), locality('node1', 8001, 8), locality('node3', 8003, 1, 1)] };
+  t.equal(canonical(ENDPOINT_TYPE, envoyOrder), canonical(ENDPOINT_TYPE, served), 'same assignment: in sync');
+  const otherPriorities = { cluster_name: 'default/hello-00001', endpoints: [locality('node2', 8002, 92), locality('node1', 8001, 8, 1), locality('node3', 8003, 1, 2)] };
+  t.not(canonical(ENDPOINT_TYPE, otherPriorities), canonical(ENDPOINT_TYPE, served), 'node1 in another priority: differs');
+  const otherWeights = { cluster_name: 'default/hello-00001', endpoints: [locality('node2', 8002, 50), locality('node1', 8001, 50), locality('node3', 8003, 1, 1)] };
+  t.not(canonical(ENDPOINT_TYPE, otherWeights), canonical(ENDPOINT_TYPE, served), 'other weights: differs');
+  t.end();
 });
