@@ -4,8 +4,8 @@
 // (/config_dump?include_eds) holds exactly what chikai serves that node (the xDS admin's
 // /config_dump?node=): the same listener, route, cluster and assignment names, the same
 // content, and the ACKed version_info. A push that lands while these are read makes them
-// read again (at most three times, then that type is STALE: on its way). Exit code 1 when
-// any gateway is out of sync.
+// read again (three reads in all at most, then that type is STALE: on its way). Exit code
+// 1 when any gateway is out of sync.
 import { parseArgs } from 'node:util';
 import protobuf from 'protobufjs';
 import { request } from 'undici';
@@ -175,7 +175,7 @@ function withoutEndpointDefaults(cla: JsonObject): JsonObject {
   if (Array.isArray(out['endpoints'])) {
     const localities = asList(out['endpoints']);
     for (const l of localities) if (Array.isArray(l['lb_endpoints'])) l['lb_endpoints'] = asList(l['lb_endpoints']).sort((a, b) => textOf(a).localeCompare(textOf(b)));
-    out['endpoints'] = localities.sort((a, b) => priorityOf(a) - priorityOf(b) || textOf(a['locality']).localeCompare(textOf(b['locality']))) as JsonValue[];
+    out['endpoints'] = localities.sort((a, b) => priorityOf(a) - priorityOf(b) || textOf(a['locality']).localeCompare(textOf(b['locality'])) || textOf(a).localeCompare(textOf(b))) as JsonValue[];
   }
   return out;
 }
@@ -272,20 +272,33 @@ export async function clientsByNode(xdsAdmin: string): Promise<Map<string, Clien
   return byNode;
 }
 
+/** One read shared by every caller while it is in flight (gateways re-read after the same push read the client list once). */
+function shared<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => (pending ??= read().finally(() => { pending = undefined; }));
+}
+
 /** Reads of one gateway that fit together: a push that lands between them makes them read again. */
 const CONSISTENT_READ_ATTEMPTS = 3;
 
 /**
  * The status of one gateway node, from the xDS admin and the gateway's Envoy admin.
- * `client` is the node's ADS stream as the client list showed it.
+ * `client` is the node's ADS stream as the client list showed it; `readClients` reads
+ * that list again when a push lands while the gateway is read.
  */
-export async function gatewayStatus(node: string, client: ClientStatus | undefined, xdsAdmin: string, envoyAdmin: string | undefined): Promise<GatewayStatus> {
+export async function gatewayStatus(
+  node: string,
+  client: ClientStatus | undefined,
+  xdsAdmin: string,
+  envoyAdmin: string | undefined,
+  readClients: () => Promise<Map<string, ClientStatus>> = () => clientsByNode(xdsAdmin),
+): Promise<GatewayStatus> {
   for (let attempt = 1; ; attempt++) {
     const read = await readGateway(node, xdsAdmin, envoyAdmin);
     // A push that landed while Envoy's config was read: Envoy may hold the newer version and
     // be compared with the older one. Read everything again, the client list too.
     if (read.moved.length === 0 || attempt === CONSISTENT_READ_ATTEMPTS) return statusOf(node, client, envoyAdmin, read);
-    client = (await clientsByNode(xdsAdmin)).get(node);
+    client = (await readClients()).get(node);
   }
 }
 
@@ -323,8 +336,11 @@ function statusOf(node: string, client: ClientStatus | undefined, envoyAdmin: st
     if (!client || !t || (!t.sent_version && !t.acked_version)) state = 'NOT SENT';
     else if (t.nacked) state = 'NACKED';
     // A version served since the client list was read is on its way (two reads, not one moment).
-    else if (t.awaiting_ack || t.acked_version !== t.sent_version || newerServed(servedVersion(served, short), t.acked_version) || moved.includes(short)) state = 'STALE';
-    else if (!have) state = 'UNCHECKED';
+    else if (t.awaiting_ack || t.acked_version !== t.sent_version || newerServed(servedVersion(served, short), t.acked_version)) state = 'STALE';
+    else if (moved.includes(short)) {
+      state = 'STALE';
+      differences = [`${short} pushed again during each of ${CONSISTENT_READ_ATTEMPTS} reads`];
+    } else if (!have) state = 'UNCHECKED';
     else {
       differences = compareType(short, url, want[short], have[short], t.acked_version);
       state = differences.length ? 'DIFFERS' : 'SYNCED';
@@ -415,7 +431,8 @@ export async function statusCommand(args: string[]): Promise<void> {
     throw new StatusUsageError(`${(err as Error).message}; is \`npm start\` (or \`chikai xds\`) running? Pass --xds-admin HOST:PORT to point elsewhere`);
   }
   const names = [...new Set([...expected, ...byNode.keys()])];
-  const statuses = await Promise.all(names.map((n) => gatewayStatus(n, byNode.get(n), xdsAdmin, admins.get(n))));
+  const readClients = shared(() => clientsByNode(xdsAdmin));
+  const statuses = await Promise.all(names.map((n) => gatewayStatus(n, byNode.get(n), xdsAdmin, admins.get(n), readClients)));
   if (values.format === 'json') process.stdout.write(JSON.stringify({ in_sync: statuses.every((s) => s.in_sync), gateways: statuses }, null, 2) + '\n');
   else process.stdout.write(statusTable(statuses) + '\n');
   if (!statuses.every((s) => s.in_sync)) process.exitCode = 1;

@@ -22,7 +22,7 @@ const server = http.createServer({ requestTimeout: 0, headersTimeout: 15_000, co
   void x.forward(endpoint, upstreamRequestHeaders(req.headers, req.socket.remoteAddress, false), x.signal, observe).then((r) => {
     if (r.kind === 'failed-before-response') x.answer({ status: 502, body: `${r.error.message}\n` });
     else if (r.kind === 'failed-mid-response') x.cut();
-  });
+  }, () => x.cut());
 });
 server.listen({ host: '127.0.0.1', port: 0 }, () => {
   process.send!({ port: (server.address() as AddressInfo).port });
