@@ -295,11 +295,21 @@ export async function gatewayStatus(
 ): Promise<GatewayStatus> {
   for (let attempt = 1; ; attempt++) {
     const read = await readGateway(node, xdsAdmin, envoyAdmin);
-    // A push that landed while Envoy's config was read: Envoy may hold the newer version and
-    // be compared with the older one. Read everything again, the client list too.
-    if (read.moved.length === 0 || attempt === CONSISTENT_READ_ATTEMPTS) return statusOf(node, client, envoyAdmin, read);
+    // A push that landed while Envoy's config was read (Envoy may hold the newer version and
+    // be compared with the older one), or before it but after the client list was read (the
+    // list does not show it sent yet): read everything again, the client list too.
+    const settled = read.moved.length === 0 && servedSinceClientList(client, read.served).length === 0;
+    if (settled || attempt === CONSISTENT_READ_ATTEMPTS) return statusOf(node, client, envoyAdmin, read);
     client = (await readClients()).get(node);
   }
+}
+
+/** Types whose served version is newer than anything the client list showed sent. */
+function servedSinceClientList(client: ClientStatus | undefined, served: Obj): Short[] {
+  return TYPES.map((t) => t.short).filter((short) => {
+    const t = client?.types[short];
+    return t !== undefined && !t.awaiting_ack && t.acked_version === t.sent_version && newerServed(servedVersion(served, short), t.acked_version);
+  });
 }
 
 interface GatewayRead {
@@ -335,9 +345,13 @@ function statusOf(node: string, client: ClientStatus | undefined, envoyAdmin: st
     let differences: string[] = [];
     if (!client || !t || (!t.sent_version && !t.acked_version)) state = 'NOT SENT';
     else if (t.nacked) state = 'NACKED';
-    // A version served since the client list was read is on its way (two reads, not one moment).
-    else if (t.awaiting_ack || t.acked_version !== t.sent_version || newerServed(servedVersion(served, short), t.acked_version)) state = 'STALE';
-    else if (moved.includes(short)) {
+    // Sent and not ACKed yet: on its way.
+    else if (t.awaiting_ack || t.acked_version !== t.sent_version) state = 'STALE';
+    // Served, and three client lists in a row did not show it sent: on its way too.
+    else if (newerServed(servedVersion(served, short), t.acked_version)) {
+      state = 'STALE';
+      differences = [`${short} ${servedVersion(served, short)?.slice(0, 8)} served, not yet shown sent to the gateway`];
+    } else if (moved.includes(short)) {
       state = 'STALE';
       differences = [`${short} pushed again during each of ${CONSISTENT_READ_ATTEMPTS} reads`];
     } else if (!have) state = 'UNCHECKED';

@@ -148,3 +148,28 @@ t.test('an assignment is compared as the balancer reads it: localities sharing a
   t.not(canonical(ENDPOINT_TYPE, otherWeights), canonical(ENDPOINT_TYPE, served), 'other weights: differs');
   t.end();
 });
+
+t.test('a push the gateway took after the client list was read is read again: SYNCED with the newer ACK, not STALE', async (t) => {
+  const { model, server, adminUrl, c, first } = await gatewayHoldingFirstAssignment(t);
+  await until('the ACK recorded', () => server.clients()[0]?.types['EDS']?.acked_version === first.version);
+  const xdsAdmin = adminUrl.replace('http://', '');
+  // The client list as status read it; then a push the gateway takes and ACKs before its configs are read.
+  const before = server.clients()[0];
+  model.setReady('hello-00001-node3', false);
+  const pushed = await c.next(ENDPOINT_TYPE);
+  c.ack(pushed);
+  await until('the new ACK recorded', () => server.clients()[0]?.types['EDS']?.acked_version === pushed.version);
+  const held = await (await fetch(`${adminUrl}/config_dump?node=node1`)).text();
+  const envoy = http.createServer((_req, res) => res.end(held));
+  await new Promise<void>((r) => envoy.listen(0, '127.0.0.1', r));
+  t.teardown(() => envoy.close());
+  const s = await gatewayStatus('node1', before, xdsAdmin, `127.0.0.1:${(envoy.address() as AddressInfo).port}`);
+  t.equal(s.types.EDS.state, 'SYNCED', 'in sync with what the gateway holds');
+  t.equal(s.types.EDS.acked_version, pushed.version, 'the ACK of the push, from the client list read again');
+
+  // A server that serves a version no client list shows sent: STALE, and why.
+  const never = { ...before!, types: { ...before!.types, EDS: { ...before!.types['EDS']!, sent_version: first.version, acked_version: first.version } } };
+  const stale = await gatewayStatus('node1', never, xdsAdmin, `127.0.0.1:${(envoy.address() as AddressInfo).port}`, async () => new Map([['node1', never]]));
+  t.equal(stale.types.EDS.state, 'STALE');
+  t.same(stale.types.EDS.differences, [`EDS ${pushed.version.slice(0, 8)} served, not yet shown sent to the gateway`], 'the version served and not shown sent');
+});
