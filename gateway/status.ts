@@ -160,7 +160,7 @@ const textOf = (v: unknown): string => JSON.stringify(sortedKeys((v ?? null) as 
  * to the balancer, and Envoy's dump lists the gateway's own locality first: a node whose
  * pods share priority 0 with another node's would otherwise always differ.
  */
-function withoutEndpointDefaults(cla: JsonObject): JsonObject {
+function assignmentAsEnvoyStoresIt(cla: JsonObject): JsonObject {
   const out = structuredClone(cla);
   for (const l of asList(out['endpoints'])) {
     for (const h of asList(l['lb_endpoints'])) {
@@ -235,7 +235,7 @@ export function canonical(typeUrl: ResourceTypeUrl, resource: Obj): string {
   } catch {
     // A field this build's protos do not know: compare the JSON as it is.
   }
-  if (typeUrl === ENDPOINT_TYPE) json = withoutEndpointDefaults(json);
+  if (typeUrl === ENDPOINT_TYPE) json = assignmentAsEnvoyStoresIt(json);
   return JSON.stringify(sortedKeys(json));
 }
 
@@ -294,22 +294,13 @@ export async function gatewayStatus(
   readClients: () => Promise<Map<string, ClientStatus>> = () => clientsByNode(xdsAdmin),
 ): Promise<GatewayStatus> {
   for (let attempt = 1; ; attempt++) {
-    const read = await readGateway(node, xdsAdmin, envoyAdmin);
+    const { status, readGap } = statusOf(node, client, envoyAdmin, await readGateway(node, xdsAdmin, envoyAdmin));
     // A push that landed while Envoy's config was read (Envoy may hold the newer version and
     // be compared with the older one), or before it but after the client list was read (the
     // list does not show it sent yet): read everything again, the client list too.
-    const settled = read.moved.length === 0 && servedSinceClientList(client, read.served).length === 0;
-    if (settled || attempt === CONSISTENT_READ_ATTEMPTS) return statusOf(node, client, envoyAdmin, read);
+    if (!readGap || attempt === CONSISTENT_READ_ATTEMPTS) return status;
     client = (await readClients()).get(node);
   }
-}
-
-/** Types whose served version is newer than anything the client list showed sent. */
-function servedSinceClientList(client: ClientStatus | undefined, served: Obj): Short[] {
-  return TYPES.map((t) => t.short).filter((short) => {
-    const t = client?.types[short];
-    return t !== undefined && !t.awaiting_ack && t.acked_version === t.sent_version && newerServed(servedVersion(served, short), t.acked_version);
-  });
 }
 
 interface GatewayRead {
@@ -335,8 +326,10 @@ async function readGateway(node: string, xdsAdmin: string, envoyAdmin: string | 
   return { served, have, adminError: undefined, moved: TYPES.map((t) => t.short).filter((short) => servedVersion(after, short) !== servedVersion(served, short)) };
 }
 
-function statusOf(node: string, client: ClientStatus | undefined, envoyAdmin: string | undefined, { served, have, adminError, moved }: GatewayRead): GatewayStatus {
+/** The gateway's status from one read; `readGap`: a push fell between its reads (reading again may settle it). */
+function statusOf(node: string, client: ClientStatus | undefined, envoyAdmin: string | undefined, { served, have, adminError, moved }: GatewayRead): { status: GatewayStatus; readGap: boolean } {
   const want = intended(served);
+  let readGap = moved.length > 0;
   const types = {} as Record<Short, TypeSync>;
   for (const { short, url } of TYPES) {
     const t = client?.types[short];
@@ -347,9 +340,10 @@ function statusOf(node: string, client: ClientStatus | undefined, envoyAdmin: st
     else if (t.nacked) state = 'NACKED';
     // Sent and not ACKed yet: on its way.
     else if (t.awaiting_ack || t.acked_version !== t.sent_version) state = 'STALE';
-    // Served, and three client lists in a row did not show it sent: on its way too.
+    // Served, and the client list (read again, three times in all) does not show it sent: on its way too.
     else if (newerServed(servedVersion(served, short), t.acked_version)) {
       state = 'STALE';
+      readGap = true;
       differences = [`${short} ${servedVersion(served, short)?.slice(0, 8)} served, not yet shown sent to the gateway`];
     } else if (moved.includes(short)) {
       state = 'STALE';
@@ -364,7 +358,7 @@ function statusOf(node: string, client: ClientStatus | undefined, envoyAdmin: st
     types[short] = { state, ...base, differences };
   }
   const inSync = !!client && !adminError && TYPES.every(({ short }) => types[short].state === 'SYNCED');
-  return {
+  const status = {
     node,
     connected: !!client,
     ...(client ? { peer: client.peer } : {}),
@@ -373,6 +367,7 @@ function statusOf(node: string, client: ClientStatus | undefined, envoyAdmin: st
     types,
     in_sync: inSync,
   };
+  return { status, readGap };
 }
 
 /** `--gateway-admin`: NODE=HOST:PORT pairs, or one template with {node} and {address}. */
